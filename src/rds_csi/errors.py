@@ -1,0 +1,63 @@
+"""Domain exceptions shared by every layer below ``rds_csi.csi``.
+
+Domain code raises these; ``rds_csi.csi.status`` is the one place that turns them into gRPC status codes.
+Nothing here knows gRPC.
+"""
+
+from __future__ import annotations
+
+
+class RdsCsiError(Exception):
+    """Base class. ``retryable`` tells callers (and the CSI sidecars, via the status code) to try again."""
+
+    retryable = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(RdsCsiError):
+    """The request itself is wrong; retrying it unchanged cannot succeed."""
+
+
+class NotFound(RdsCsiError):
+    """The named object does not exist."""
+
+
+class AlreadyExists(RdsCsiError):
+    """An object of that name exists and is incompatible with the request."""
+
+
+class ResourceExhausted(RdsCsiError):
+    """No space (or another finite resource) left."""
+
+
+class OutOfRange(RdsCsiError):
+    """A size cannot be satisfied within the requested bounds."""
+
+
+class FailedPrecondition(RdsCsiError):
+    """The system is not in a state that allows the operation (for example: volume attached elsewhere)."""
+
+
+class Aborted(RdsCsiError):
+    """A conflicting operation is in progress; retry later."""
+
+    retryable = True
+
+
+class Unavailable(RdsCsiError):
+    """A dependency (RouterOS, the API server) is unreachable, busy or timed out; retry later."""
+
+    retryable = True
+
+
+class DeadlineExceeded(RdsCsiError):
+    """The operation did not finish within its deadline."""
+
+    retryable = True
+
+
+class Internal(RdsCsiError):
+    """Anything else: a bug, or a backend answer we do not understand."""

@@ -1,0 +1,1 @@
+"""Metrics, structured logging, health checks and the HTTP endpoint that serves them."""

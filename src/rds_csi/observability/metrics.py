@@ -1,0 +1,81 @@
+"""Every Prometheus metric of the driver, defined once, on a registry owned by the plugin instance.
+
+Names follow ``rds_csi_<area>_<what>_<unit>``; labels are bounded sets (never volume ids or node names).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+NAMESPACE = "rds_csi"
+
+# CSI calls run from milliseconds (Identity) to tens of seconds (format + mount of a large volume).
+CSI_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+ROUTEROS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    """All metric families. Create one per process (tests create one per plugin instance)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+
+        self.csi_operations = Counter(
+            "csi_operations",
+            "CSI calls by method and gRPC status code",
+            ["method", "code"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.csi_operation_duration = Histogram(
+            "csi_operation_duration_seconds",
+            "CSI call latency by method",
+            ["method"],
+            namespace=NAMESPACE,
+            registry=r,
+            buckets=CSI_BUCKETS,
+        )
+        self.csi_inflight = Gauge(
+            "csi_operations_in_flight",
+            "CSI calls being served now",
+            namespace=NAMESPACE,
+            registry=r,
+        )
+
+        self.routeros_commands = Counter(
+            "routeros_commands",
+            "RouterOS commands by operation and result",
+            ["op", "result"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.routeros_command_duration = Histogram(
+            "routeros_command_duration_seconds",
+            "RouterOS command latency by operation",
+            ["op"],
+            namespace=NAMESPACE,
+            registry=r,
+            buckets=ROUTEROS_BUCKETS,
+        )
+        self.routeros_pool_connections = Gauge(
+            "routeros_pool_connections",
+            "RouterOS connections in the pool by state",
+            ["state"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.routeros_reconnects = Counter(
+            "routeros_reconnects",
+            "RouterOS connections (re)opened after a failure",
+            namespace=NAMESPACE,
+            registry=r,
+        )
+
+        self.build_info = Gauge(
+            "build_info",
+            "Version and native backend of the running driver",
+            ["version", "native_backend"],
+            namespace=NAMESPACE,
+            registry=r,
+        )

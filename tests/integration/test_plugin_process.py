@@ -1,0 +1,106 @@
+"""The plugin as users run it: a subprocess on a unix socket, probed over real gRPC, stopped with SIGTERM."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import grpc
+import pytest
+
+from rds_csi import DEFAULT_DRIVER_NAME
+from rds_csi.csi.proto import csi_pb2
+from tests.integration.plugin_process import rds_csi_command, running_plugin, start_plugin
+
+_Service = csi_pb2.PluginCapability.Service
+
+
+def test_identity_calls_metrics_and_sigterm_cleanup(short_tmp: Path) -> None:
+    sock = short_tmp / "csi.sock"
+    with running_plugin(sock) as plugin:
+        with grpc.insecure_channel(plugin.target) as channel:
+            identity = plugin.identity(channel)
+            info = identity.GetPluginInfo(csi_pb2.GetPluginInfoRequest(), timeout=5)
+            caps = identity.GetPluginCapabilities(csi_pb2.GetPluginCapabilitiesRequest(), timeout=5)
+            probe = identity.Probe(csi_pb2.ProbeRequest(), timeout=5)
+
+        assert info.name == DEFAULT_DRIVER_NAME
+        assert info.vendor_version
+        services = {c.service.type for c in caps.capabilities if c.HasField("service")}
+        assert services == {_Service.CONTROLLER_SERVICE, _Service.VOLUME_ACCESSIBILITY_CONSTRAINTS}
+        expansion = [c.volume_expansion.type for c in caps.capabilities if c.HasField("volume_expansion")]
+        assert expansion == [csi_pb2.PluginCapability.VolumeExpansion.ONLINE]
+        assert probe.ready.value is True
+
+        url = f"http://127.0.0.1:{plugin.metrics_port}"
+        metrics = urllib.request.urlopen(f"{url}/metrics", timeout=5).read().decode()
+        assert 'rds_csi_csi_operations_total{code="OK",method="GetPluginInfo"} 1.0' in metrics
+        assert "rds_csi_csi_operation_duration_seconds_bucket" in metrics
+        assert urllib.request.urlopen(f"{url}/healthz", timeout=5).status == 200
+
+        assert plugin.stop() == 0
+        assert not sock.exists()
+        assert "event=plugin.stopped" in plugin.output()
+
+
+def test_second_instance_refuses_live_socket_and_leaves_it_alone(short_tmp: Path) -> None:
+    sock = short_tmp / "csi.sock"
+    with running_plugin(sock) as first:
+        second = start_plugin(sock)
+        assert second.process.wait(20) == 1
+        message = second.output()
+        assert "another process is serving on" in message
+        assert sock.exists()
+        with grpc.insecure_channel(first.target) as channel:
+            assert first.identity(channel).Probe(csi_pb2.ProbeRequest(), timeout=5).ready.value
+        assert first.stop() == 0
+
+
+def test_stale_socket_from_a_crash_is_replaced(short_tmp: Path) -> None:
+    sock = short_tmp / "csi.sock"
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(sock))
+    stale.close()  # the file stays, nobody listens: what a killed plugin leaves behind
+    with running_plugin(sock) as plugin:
+        assert plugin.stop() == 0
+
+
+def test_non_socket_file_at_endpoint_is_never_deleted(short_tmp: Path) -> None:
+    path = short_tmp / "csi.sock"
+    path.write_text("precious")
+    plugin = start_plugin(path)
+    assert plugin.process.wait(20) == 1
+    assert "is not a socket" in plugin.output()
+    assert path.read_text() == "precious"
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["plugin", "--bogus"], "--bogus"),
+        (["plugin", "--node-id", "n", "--grpc-workers", "lots"], "--grpc-workers"),
+        (["plugin", "--mode", "node"], "--node-id"),
+        (["plugin", "--node-id", "n", "--endpoints", "http://x"], "--endpoints"),
+        (["frobnicate"], "frobnicate"),
+    ],
+)
+def test_bad_flags_exit_2_with_one_line_naming_the_flag(args: list[str], named: str) -> None:
+    result = subprocess.run([*rds_csi_command(), *args], capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert named in lines[0]
+
+
+def test_version_and_help() -> None:
+    version = subprocess.run([*rds_csi_command(), "--version"], capture_output=True, text=True, timeout=30, check=False)
+    assert version.returncode == 0
+    assert version.stdout.startswith("rds-csi ")
+    helptext = subprocess.run(
+        [*rds_csi_command(), "plugin", "--help"], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert helptext.returncode == 0
+    assert "RDS_CSI_GRPC_WORKERS" in helptext.stdout
+    assert "examples:" in helptext.stdout
