@@ -1,0 +1,188 @@
+"""The RouterOS client: typed, disk-level operations over any transport (SSH or REST), with metrics and logs.
+
+Retries follow one rule: a command whose reply was lost (``CommandOutcomeUnknown``) is never blindly repeated
+unless repeating it is harmless. ``/disk add`` re-reads the disk to learn whether it happened; ``set`` and
+``remove [find ...]`` are idempotent and are repeated once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+from rds_csi import errors
+from rds_csi.observability.logging import log_event
+from rds_csi.observability.metrics import Metrics
+from rds_csi.routeros.commands import (
+    Command,
+    build_disk_add,
+    build_disk_get,
+    build_disk_list,
+    build_disk_remove,
+    build_disk_resize,
+    build_disk_set_allowed_hosts,
+    build_disk_traffic,
+    build_file_list,
+    build_file_remove,
+    build_health,
+    build_pool_capacity,
+)
+from rds_csi.routeros.models import Disk, DiskTraffic, FileEntry, PoolCapacity, SystemResource
+from rds_csi.routeros.names import RouterPath
+from rds_csi.routeros.parse import (
+    disk_from_properties,
+    file_from_properties,
+    pool_capacity_from_records,
+    system_resource_from_properties,
+    traffic_from_properties,
+)
+from rds_csi.routeros.transport import CommandOutcomeUnknown, Record, Transport
+
+_log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Bounded label values for rds_csi_routeros_commands_total{result}.
+_RESULTS: tuple[tuple[type[errors.RdsCsiError], str], ...] = (
+    (CommandOutcomeUnknown, "outcome_unknown"),
+    (errors.NotFound, "not_found"),
+    (errors.AlreadyExists, "already_exists"),
+    (errors.ResourceExhausted, "no_space"),
+    (errors.Unavailable, "unavailable"),
+    (errors.InvalidArgument, "invalid"),
+)
+
+
+def _result_label(exc: BaseException) -> str:
+    return next((label for cls, label in _RESULTS if isinstance(exc, cls)), "error")
+
+
+class RouterOSClient:
+    def __init__(self, transport: Transport, *, command_timeout: float = 10.0, metrics: Metrics | None = None) -> None:
+        self.transport = transport
+        self.command_timeout = command_timeout
+        self._metrics = metrics
+
+    # ---- reads --------------------------------------------------------------------------------------------------
+
+    def get_disk(self, slot: str) -> Disk | None:
+        disks = [disk_from_properties(r) for r in self._execute("disk_get", build_disk_get(slot))]
+        if len(disks) > 1:
+            raise errors.Internal(f"RouterOS lists {len(disks)} disks with slot {slot!r}")
+        return disks[0] if disks else None
+
+    def list_disks(self, slot_prefix: str = "") -> list[Disk]:
+        return [disk_from_properties(r) for r in self._execute("disk_list", build_disk_list(slot_prefix))]
+
+    def list_files(self, directory: RouterPath) -> list[FileEntry]:
+        return [file_from_properties(r) for r in self._execute("file_list", build_file_list(directory))]
+
+    def pool_capacity(self, mount_point: str) -> PoolCapacity:
+        records = self._execute("pool_capacity", build_pool_capacity(mount_point))
+        return pool_capacity_from_records(records, mount_point)
+
+    def disk_traffic(self, slot: str) -> DiskTraffic:
+        records = self._execute("disk_traffic", build_disk_traffic(slot))
+        if len(records) != 1:
+            raise errors.Internal(f"RouterOS monitor-traffic answered {len(records)} samples for {slot!r}")
+        return traffic_from_properties(records[0])
+
+    def system_resource(self, timeout: float | None = None) -> SystemResource:
+        records = self._execute("system_resource", build_health(), timeout)
+        if len(records) != 1:
+            raise errors.Internal(f"RouterOS /system resource answered {len(records)} records")
+        return system_resource_from_properties(records[0])
+
+    def check(self, timeout: float = 5.0) -> None:
+        """Health check for Probe and /healthz: one cheap command end to end."""
+        self.system_resource(timeout)
+
+    # ---- writes -------------------------------------------------------------------------------------------------
+
+    def create_disk(
+        self,
+        *,
+        slot: str,
+        file_path: RouterPath,
+        size_bytes: int,
+        port: int | None,
+        copy_from: RouterPath | None = None,
+        export: bool = True,
+    ) -> Disk:
+        """Add a file-backed disk (a copy-on-write copy of ``copy_from`` when given, grown to ``size_bytes``)
+        and return it as RouterOS lists it."""
+        command = build_disk_add(
+            slot=slot,
+            file_path=file_path,
+            size_bytes=None if copy_from is not None else size_bytes,
+            port=port,
+            copy_from=copy_from,
+            export=export,
+        )
+        try:
+            self._execute("disk_add", command)
+        except CommandOutcomeUnknown as lost:
+            # Never repeat an add blindly: look whether it happened.
+            if self.get_disk(slot) is None:
+                raise errors.Unavailable(
+                    f"the reply to /disk add for {slot!r} was lost and the disk does not exist; safe to retry"
+                ) from lost
+            log_event(_log, "routeros.add_confirmed_after_lost_reply", slot=slot)
+        disk = self.get_disk(slot)
+        if disk is None:
+            raise errors.Internal(f"RouterOS accepted /disk add for {slot!r} but does not list the disk")
+        if copy_from is not None and (disk.size_bytes or 0) < size_bytes:
+            disk = self.resize_disk(slot, size_bytes)
+        return disk
+
+    def resize_disk(self, slot: str, size_bytes: int) -> Disk:
+        """Grow the backing file; returns the disk as listed afterwards."""
+        self._idempotent("disk_resize", build_disk_resize(slot, size_bytes))
+        disk = self.get_disk(slot)
+        if disk is None:
+            raise errors.NotFound(f"disk {slot!r} vanished while being resized")
+        return disk
+
+    def set_allowed_hosts(self, slot: str, host_nqns: Iterable[str]) -> None:
+        self._idempotent("disk_set_allowed_hosts", build_disk_set_allowed_hosts(slot, host_nqns))
+
+    def remove_disk(self, slot: str) -> None:
+        """Remove the disk entry; a no-op when it does not exist."""
+        self._idempotent("disk_remove", build_disk_remove(slot))
+
+    def remove_file(self, path: RouterPath) -> None:
+        """Remove a file under the base path; a no-op when it does not exist."""
+        self._idempotent("file_remove", build_file_remove(path))
+
+    # ---- plumbing -----------------------------------------------------------------------------------------------
+
+    def _idempotent(self, op: str, command: Command) -> list[Record]:
+        try:
+            return self._execute(op, command)
+        except CommandOutcomeUnknown:
+            log_event(_log, "routeros.retry_after_lost_reply", logging.WARNING, op=op)
+            return self._execute(op, command)
+
+    def _execute(self, op: str, command: Command, timeout: float | None = None) -> list[Record]:
+        return self._observe(op, lambda: self.transport.execute(command, timeout or self.command_timeout))
+
+    def _observe(self, op: str, call: Callable[[], T]) -> T:
+        started = time.perf_counter()
+        result = "ok"
+        try:
+            return call()
+        except Exception as exc:
+            result = _result_label(exc)
+            raise
+        finally:
+            took = time.perf_counter() - started
+            if self._metrics is not None:
+                self._metrics.routeros_commands.labels(op, result).inc()
+                self._metrics.routeros_command_duration.labels(op).observe(took)
+            level = logging.DEBUG if result == "ok" else logging.WARNING
+            log_event(
+                _log, "routeros.command", level, op=op, result=result, transport=self.transport.name,
+                took_ms=round(took * 1000, 2),
+            )  # fmt: skip

@@ -1,0 +1,33 @@
+"""The transport interface the RouterOS client talks through.
+
+A transport executes one :class:`~rds_csi.routeros.commands.Command` and returns the records RouterOS answered
+(property name -> value, as strings). SSH (``rds_csi.routeros.ssh``) renders the command for the console and
+parses the text; REST (``rds_csi.routeros.rest``) maps it onto ``/rest``. Both raise the same ``rds_csi.errors``.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from rds_csi import errors
+from rds_csi.routeros.commands import Command
+
+Record = dict[str, str]
+
+
+class CommandOutcomeUnknown(errors.Unavailable):
+    """The command was sent but its reply was lost: it may or may not have run. Re-read state to decide."""
+
+
+class Transport(Protocol):
+    name: str
+
+    def execute(self, command: Command, timeout: float) -> list[Record]:
+        """Run ``command``; raise ``rds_csi.errors`` exceptions for RouterOS failures and transport trouble."""
+        ...
+
+    def check(self, timeout: float) -> None:
+        """Cheap reachability check for health probes."""
+        ...
+
+    def close(self) -> None: ...

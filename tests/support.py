@@ -1,0 +1,136 @@
+"""Helpers shared by integration and conformance tests: a simulator with SSH and REST, and a client key for it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from rds_csi.simulator import FaultPlan, Simulator, SimulatorConfig
+from tests.integration.plugin_process import rds_csi_command
+
+SIM_USER = "admin"
+SIM_PASSWORD = "sim-password"
+
+
+@dataclass(frozen=True)
+class SimulatorAccess:
+    simulator: Simulator
+    key_file: Path
+    password_file: Path
+
+    def plugin_flags(self, backend: str) -> dict[str, str | None]:
+        """The plugin options that point a controller at this simulator over ``backend`` (ssh or rest)."""
+        sim = self.simulator
+        if backend == "ssh":
+            return {
+                "routeros_transport": "ssh",
+                "routeros_address": "127.0.0.1",
+                "routeros_ssh_port": str(sim.ssh_port),
+                "routeros_user": SIM_USER,
+                "routeros_ssh_key": str(self.key_file),
+                "routeros_host_key": sim.host_public_key,
+            }
+        assert sim.rest_certificate is not None
+        return {
+            "routeros_transport": "rest",
+            "routeros_address": "127.0.0.1",
+            "routeros_rest_url": sim.rest_url.removesuffix("/rest"),
+            "routeros_user": SIM_USER,
+            "routeros_password_file": str(self.password_file),
+            "routeros_ca_file": str(sim.rest_certificate),
+        }
+
+
+def write_client_key(directory: Path) -> tuple[Path, Path]:
+    key = Ed25519PrivateKey.generate()
+    key_file, public_file = directory / "id_ed25519", directory / "id_ed25519.pub"
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
+    )
+    key_file.chmod(0o600)
+    public_file.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH) + b"\n"
+    )
+    return key_file, public_file
+
+
+def start_simulator(directory: Path, profile: str = "zero") -> SimulatorAccess:
+    """A simulator with SSH (key auth) and HTTPS REST (password auth) on loopback ephemeral ports."""
+    key_file, public_file = write_client_key(directory)
+    password_file = directory / "password"
+    password_file.write_text(SIM_PASSWORD)
+    simulator = Simulator(
+        SimulatorConfig(
+            state_dir=directory / "sim",
+            control_port=None,
+            faults=FaultPlan(profile=profile),
+            users={SIM_USER: SIM_PASSWORD},
+            authorized_keys=(public_file,),
+        )
+    ).start()
+    return SimulatorAccess(simulator, key_file, password_file)
+
+
+@dataclass
+class SimulatorProcess:
+    """``rds-csi simulator`` as a separate process: what the driver then holds (threads, sockets) is its own."""
+
+    process: subprocess.Popen[str]
+    ssh_port: int
+    rest_url: str
+    control_url: str
+    key_file: Path
+    password_file: Path
+    certificate: Path
+    host_key: str  # SHA256 fingerprint, as the ready line prints it
+
+    def add_fault(self, **rule: object) -> None:
+        request = urllib.request.Request(
+            f"{self.control_url}/faults/rules", data=json.dumps(rule).encode(), method="POST"
+        )
+        urllib.request.urlopen(request, timeout=5).read()
+
+    def clear_faults(self) -> None:
+        urllib.request.urlopen(urllib.request.Request(f"{self.control_url}/faults", method="DELETE"), timeout=5)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def spawn_simulator(directory: Path) -> SimulatorProcess:
+    key_file, public_file = write_client_key(directory)
+    password_file = directory / "password"
+    password_file.write_text(SIM_PASSWORD)
+    state = directory / "sim-process"
+    argv = [
+        *rds_csi_command(), "simulator", "--ssh-port", "0", "--rest-port", "0", "--control-port", "0",
+        "--profile", "zero", "--state-dir", str(state), "--user", SIM_USER,
+        "--password-file", str(password_file), "--authorized-keys", str(public_file),
+    ]  # fmt: skip
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    fields: dict[str, str] = {}
+    for line in process.stdout:  # the first line that says "ready" carries the ports
+        if line.startswith("simulator ready "):
+            fields = dict(part.split("=", 1) for part in line.split()[2:])
+            break
+    if not fields:
+        process.kill()
+        raise RuntimeError(f"simulator did not start: {process.communicate()[0]}")
+    return SimulatorProcess(
+        process=process,
+        ssh_port=int(fields["ssh"].rsplit(":", 1)[1]),
+        rest_url=fields["rest"].removesuffix("/rest"),
+        control_url=fields["control"],
+        key_file=key_file,
+        password_file=password_file,
+        certificate=state / "rest-cert.pem",
+        host_key=fields["host_key"],
+    )
