@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import NoReturn
 
 from rds_csi import __version__
-from rds_csi.config import PLUGIN_OPTIONS, ConfigError, OptionSpec, load_plugin_config
+from rds_csi.config import ALL_OPTIONS, ConfigError, OptionSpec, load_plugin_config
 
 EXIT_USAGE = 2
 EXIT_RUNTIME = 1
@@ -42,6 +42,29 @@ def _add_options(parser: argparse.ArgumentParser, specs: Sequence[OptionSpec]) -
         )
 
 
+def _port(raw: str) -> int:
+    if not raw.isdigit() or not 0 <= int(raw) <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 0..65535, got {raw!r}")
+    return int(raw)
+
+
+def _add_simulator_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--allow-non-loopback", action="store_true", help="allow a non-loopback --host")
+    parser.add_argument("--ssh-port", type=_port, default=2222, help="SSH port (0 = any free port)")
+    parser.add_argument("--rest-port", type=_port, default=8443, help="REST (HTTPS) port (0 = any free port)")
+    parser.add_argument("--control-port", type=_port, default=None, help="fault-injection control port (off)")
+    parser.add_argument("--no-tls", action="store_true", help="serve REST over plain HTTP")
+    parser.add_argument("--state-dir", default="rds-sim-state", help="host key, TLS cert (default ./rds-sim-state)")
+    parser.add_argument("--persist", action="store_true", help="keep disks and files in <state-dir>/model.json")
+    parser.add_argument("--user", default="admin", help="login name (default admin)")
+    parser.add_argument("--password-file", help="password for --user (SSH password auth and REST basic auth)")
+    parser.add_argument("--authorized-keys", action="append", default=[], help="OpenSSH public key file")
+    parser.add_argument("--profile", choices=("realistic", "zero"), default="realistic", help="latency profile")
+    parser.add_argument("--faults-file", help="fault plan JSON, reloaded on SIGHUP")
+    parser.add_argument("--console-width", type=int, default=80, help="default console width (80)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(
         prog="rds-csi",
@@ -59,7 +82,18 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_options(plugin, PLUGIN_OPTIONS)
+    _add_options(plugin, ALL_OPTIONS)
+    simulator = commands.add_parser(
+        "simulator",
+        help="run the RouterOS (RDS) simulator: real SSH and REST servers on loopback",
+        description="A RouterOS stand-in for running the driver without hardware. Listens on loopback only "
+        "unless --allow-non-loopback is given.",
+        epilog="example:\n  rds-csi simulator --ssh-port 2222 --rest-port 8443 --password-file pw.txt\n"
+        "  ssh -p 2222 admin@127.0.0.1 '/disk print detail'\n"
+        "  curl -k -u admin:$(cat pw.txt) https://127.0.0.1:8443/rest/disk",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_simulator_options(simulator)
     commands.add_parser(
         "demo",
         help="run the driver end to end on this machine (no hardware) and show each step",
@@ -93,11 +127,58 @@ def run_plugin(flags: Mapping[str, str | None], env: Mapping[str, str]) -> int:
     return 0
 
 
+def run_simulator(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rds_csi.errors import InvalidArgument
+    from rds_csi.simulator import FaultPlan, Simulator, SimulatorConfig, run_forever
+
+    if not args.password_file and not args.authorized_keys:
+        _fail("--password-file or --authorized-keys is required (nobody could log in)", EXIT_USAGE)
+    password = Path(args.password_file).read_text(encoding="utf-8").strip() if args.password_file else None
+    state_dir = Path(args.state_dir)
+    try:
+        config = SimulatorConfig(
+            state_dir=state_dir,
+            host=args.host,
+            allow_non_loopback=args.allow_non_loopback,
+            ssh_port=args.ssh_port,
+            rest_port=args.rest_port,
+            control_port=args.control_port,
+            rest_tls=not args.no_tls,
+            persist_file=state_dir / "model.json" if args.persist else None,
+            console_width=args.console_width,
+            faults=FaultPlan(profile=args.profile),
+            faults_file=Path(args.faults_file) if args.faults_file else None,
+            users={args.user: password},
+            authorized_keys=tuple(Path(p) for p in args.authorized_keys),
+        )
+    except InvalidArgument as exc:
+        _fail(exc.message, EXIT_USAGE)
+
+    def ready(sim: Simulator) -> None:
+        parts = [f"ssh=127.0.0.1:{sim.ssh_port}" if args.host == "127.0.0.1" else f"ssh={args.host}:{sim.ssh_port}"]
+        if config.rest_port is not None:
+            parts.append(f"rest={sim.rest_url}")
+        if config.control_port is not None:
+            parts.append(f"control=http://{args.host}:{sim.control_port}/sim")
+        parts.append(f"host_key={sim.host_key_fingerprint}")
+        print("simulator ready " + " ".join(parts), flush=True)
+
+    try:
+        run_forever(config, on_ready=ready)
+    except OSError as exc:
+        _fail(f"simulator: {exc}", EXIT_RUNTIME)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     flags = {k: v for k, v in vars(args).items() if k != "command"}
     if args.command == "plugin":
         return run_plugin(flags, os.environ)
+    if args.command == "simulator":
+        return run_simulator(args)
     if args.command == "demo":
         from rds_csi.demo import run_demo
 

@@ -45,6 +45,12 @@ class LogFormat(StrEnum):
     JSON = "json"
 
 
+class RouterOSTransportKind(StrEnum):
+    SSH = "ssh"
+    REST = "rest"
+    SIMULATOR = "simulator"  # the embedded RouterOS simulator on loopback: no hardware, no real storage
+
+
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """Where the CSI gRPC server listens: a unix socket path or a TCP host:port."""
@@ -67,6 +73,34 @@ class HostPort:
 
 
 @dataclass(frozen=True, slots=True)
+class RouterOSConfig:
+    transport: RouterOSTransportKind
+    address: str
+    ssh_port: int
+    user: str
+    ssh_key: str | None
+    password_file: str | None
+    known_hosts: str | None
+    host_key: str | None
+    insecure_skip_host_key: bool
+    rest_url: str | None
+    ca_file: str | None
+    insecure_skip_tls_verify: bool
+    pool_size: int
+    command_timeout: float
+    simulator_state_dir: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeConfig:
+    base_path: str
+    nvme_address: str
+    nvme_port: int
+    max_volume_bytes: int
+    capacity_cache_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class PluginConfig:
     mode: Mode
     endpoints: tuple[Endpoint, ...]
@@ -77,6 +111,8 @@ class PluginConfig:
     metrics_address: HostPort | None
     log_format: LogFormat
     log_level: str
+    routeros: RouterOSConfig
+    volumes: VolumeConfig
 
 
 # ---- value parsers: each takes the raw string and returns the typed value or raises ValueError(reason) ----
@@ -172,6 +208,62 @@ def _matching(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
     return parse
 
 
+_SIZE_RE = re.compile(r"^\s*([0-9]+)\s*(|B|Ki|KiB|Mi|MiB|Gi|GiB|Ti|TiB|Pi|PiB)\s*$")
+_SIZE_UNITS = {"": 1, "B": 1} | {
+    f"{prefix}{suffix}": 1 << (10 * power)
+    for power, prefix in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi"), start=1)
+    for suffix in ("", "B")
+}
+_BASE_PATH_RE = re.compile(r"^(/[A-Za-z0-9._-]+)+$")
+
+
+def parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"must be true or false, got {raw!r}")
+
+
+def parse_size(raw: str) -> int:
+    """Bytes, or a number with a binary unit: ``16Ti``, ``512GiB``."""
+    match = _SIZE_RE.match(raw)
+    if not match:
+        raise ValueError(f"must be bytes or a size like 16Ti or 512GiB, got {raw!r}")
+    value = int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+    if value <= 0:
+        raise ValueError("must be positive")
+    return value
+
+
+def _optional_text(raw: str) -> str | None:
+    return raw.strip() or None
+
+
+def _base_path(raw: str) -> str:
+    path = raw.rstrip("/")
+    if not _BASE_PATH_RE.match(path) or any(p in (".", "..") for p in path.split("/")):
+        raise ValueError(f"must be an absolute RouterOS path like /storage-pool/metal-csi, got {raw!r}")
+    return path
+
+
+def _host(raw: str) -> str:
+    host = raw.strip().strip("[]")
+    if host and not re.match(r"^[A-Za-z0-9.:-]+$", host):
+        raise ValueError(f"not a host name or IP address: {raw!r}")
+    return host
+
+
+def _rest_url(raw: str) -> str | None:
+    url = raw.strip().rstrip("/")
+    if not url:
+        return None
+    if not url.startswith(("https://", "http://")):
+        raise ValueError(f"must start with https:// (or http:// for a lab), got {raw!r}")
+    return url
+
+
 def _log_level(raw: str) -> str:
     level = raw.strip().lower()
     if level not in _LOG_LEVELS:
@@ -240,6 +332,70 @@ PLUGIN_OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("log_level", "info", _log_level, "debug, info, warning or error", "LEVEL"),
 )
 
+ROUTEROS_OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec(
+        "routeros_transport",
+        "simulator",
+        _choice(RouterOSTransportKind),
+        "how the controller reaches RouterOS: ssh, rest, or simulator (embedded, loopback, no real storage)",
+        "KIND",
+    ),
+    OptionSpec("routeros_address", "", _host, "RDS management address (required unless simulator)", "HOST"),
+    OptionSpec("routeros_ssh_port", "22", _int_between(1, 65535), "RouterOS SSH port", "PORT"),
+    OptionSpec(
+        "routeros_user", "admin", _matching(re.compile(r"^[A-Za-z0-9._-]{1,64}$"), "user name"), "RouterOS user", "USER"
+    ),
+    OptionSpec("routeros_ssh_key", "", _optional_text, "private key file (Ed25519 or RSA) for SSH", "FILE"),
+    OptionSpec(
+        "routeros_password_file",
+        "",
+        _optional_text,
+        "file holding the RouterOS password (REST, or SSH without key)",
+        "FILE",
+    ),
+    OptionSpec(
+        "routeros_known_hosts", "", _optional_text, "known_hosts file used to verify the RDS SSH host key", "FILE"
+    ),
+    OptionSpec(
+        "routeros_host_key", "", _optional_text, "pinned SSH host key: 'ssh-ed25519 AAAA...' or 'SHA256:...'", "KEY"
+    ),
+    OptionSpec(
+        "routeros_insecure_skip_host_key",
+        "false",
+        parse_bool,
+        "do NOT verify the SSH host key (logs a warning)",
+        "BOOL",
+    ),
+    OptionSpec("routeros_rest_url", "", _rest_url, "REST base URL, default https://<address>", "URL"),
+    OptionSpec("routeros_ca_file", "", _optional_text, "CA bundle that signed the RDS REST certificate", "FILE"),
+    OptionSpec(
+        "routeros_insecure_skip_tls_verify", "false", parse_bool, "do NOT verify the REST TLS certificate", "BOOL"
+    ),
+    OptionSpec("routeros_pool_size", "4", _int_between(1, 64), "persistent RouterOS connections", "N"),
+    OptionSpec("routeros_command_timeout", "10", _float_between(0.5, 300), "seconds per RouterOS command", "SECONDS"),
+    OptionSpec(
+        "routeros_simulator_state_dir",
+        "",
+        _optional_text,
+        "with --routeros-transport simulator: keep the simulated RDS here (default: a temp dir, gone at exit)",
+        "DIR",
+    ),
+)
+
+VOLUME_OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec(
+        "volume_base_path", "/storage-pool/metal-csi", _base_path, "RouterOS directory holding volume files", "PATH"
+    ),
+    OptionSpec("nvme_address", "", _host, "NVMe/TCP address nodes connect to (default: the RouterOS address)", "HOST"),
+    OptionSpec("nvme_port", "4420", _int_between(1, 65535), "NVMe/TCP port of new volumes", "PORT"),
+    OptionSpec("max_volume_size", "16Ti", parse_size, "largest volume CreateVolume accepts", "SIZE"),
+    OptionSpec(
+        "capacity_cache_seconds", "5", _float_between(0, 3600), "how long GetCapacity answers are reused", "SECONDS"
+    ),
+)
+
+ALL_OPTIONS = PLUGIN_OPTIONS + ROUTEROS_OPTIONS + VOLUME_OPTIONS
+
 
 def resolve(specs: tuple[OptionSpec, ...], flags: Mapping[str, str | None], env: Mapping[str, str]) -> dict[str, Any]:
     """Parse every option from its flag, else its env variable, else its default; name the source on error."""
@@ -258,9 +414,39 @@ def resolve(specs: tuple[OptionSpec, ...], flags: Mapping[str, str | None], env:
     return values
 
 
+def _routeros_config(values: Mapping[str, Any]) -> RouterOSConfig:
+    ros = RouterOSConfig(**{f.removeprefix("routeros_"): values[f] for f in (o.field for o in ROUTEROS_OPTIONS)})
+    # Only the controller talks to RouterOS; a node plugin ignores these settings.
+    if ros.transport is RouterOSTransportKind.SIMULATOR or not values["mode"].runs_controller:
+        return ros
+    if not ros.address:
+        raise ConfigError("--routeros-address", "required unless --routeros-transport is simulator")
+    if ros.transport is RouterOSTransportKind.SSH:
+        if not (ros.ssh_key or ros.password_file):
+            raise ConfigError("--routeros-ssh-key", "SSH needs a private key (or --routeros-password-file)")
+        if not (ros.known_hosts or ros.host_key or ros.insecure_skip_host_key):
+            raise ConfigError(
+                "--routeros-known-hosts",
+                "SSH host key verification needs a known_hosts file or --routeros-host-key "
+                "(or, knowingly, --routeros-insecure-skip-host-key)",
+            )
+    if ros.transport is RouterOSTransportKind.REST and not ros.password_file:
+        raise ConfigError("--routeros-password-file", "the REST API needs a password")
+    return ros
+
+
 def load_plugin_config(flags: Mapping[str, str | None], env: Mapping[str, str]) -> PluginConfig:
-    values = resolve(PLUGIN_OPTIONS, flags, env)
-    config = PluginConfig(**values)
-    if config.mode.runs_node and not config.node_id:
-        raise ConfigError("--node-id", f"required when --mode is {config.mode.value} (or set RDS_CSI_NODE_ID)")
-    return config
+    values = resolve(ALL_OPTIONS, flags, env)
+    mode: Mode = values["mode"]
+    if mode.runs_node and not values["node_id"]:
+        raise ConfigError("--node-id", f"required when --mode is {mode.value} (or set RDS_CSI_NODE_ID)")
+    routeros = _routeros_config(values)
+    volumes = VolumeConfig(
+        base_path=values["volume_base_path"],
+        nvme_address=values["nvme_address"] or routeros.address or "127.0.0.1",
+        nvme_port=values["nvme_port"],
+        max_volume_bytes=values["max_volume_size"],
+        capacity_cache_seconds=values["capacity_cache_seconds"],
+    )
+    plugin_fields = {o.field: values[o.field] for o in PLUGIN_OPTIONS}
+    return PluginConfig(**plugin_fields, routeros=routeros, volumes=volumes)

@@ -9,14 +9,18 @@ from types import FrameType
 
 from rds_csi import __version__
 from rds_csi._native import BACKEND as NATIVE_BACKEND
+from rds_csi.backends import RouterOSBackend
 from rds_csi.config import PluginConfig
+from rds_csi.csi.controller import ControllerServicer
 from rds_csi.csi.identity import IdentityServicer
 from rds_csi.csi.interceptors import CsiCallInterceptor
 from rds_csi.csi.server import CsiServer
+from rds_csi.csi.validation import CapacityLimits, ParameterDefaults
 from rds_csi.observability.health import HealthRegistry
 from rds_csi.observability.http import ObservabilityServer
 from rds_csi.observability.logging import log_event
 from rds_csi.observability.metrics import Metrics
+from rds_csi.routeros.volumes import VolumeBackend
 
 _log = logging.getLogger(__name__)
 
@@ -33,9 +37,30 @@ class Plugin:
             controller=config.mode.runs_controller,
             health=self.health,
         )
+        registrations = [identity.register]
+        self.routeros: RouterOSBackend | None = None
+        self.controller: ControllerServicer | None = None
+        if config.mode.runs_controller:
+            self.routeros = RouterOSBackend(config.routeros, self.metrics)
+            self.health.register("routeros", self.routeros.client.check)
+            volumes = VolumeBackend(
+                self.routeros.client,
+                base_path=config.volumes.base_path,
+                capacity_cache_seconds=config.volumes.capacity_cache_seconds,
+            )
+            self.controller = ControllerServicer(
+                volumes,
+                ParameterDefaults(
+                    volume_path=config.volumes.base_path,
+                    nvme_address=config.volumes.nvme_address,
+                    nvme_port=config.volumes.nvme_port,
+                ),
+                CapacityLimits(maximum_bytes=config.volumes.max_volume_bytes),
+            )
+            registrations.append(self.controller.register)
         self.server = CsiServer(
             endpoints=config.endpoints,
-            registrations=[identity.register],
+            registrations=registrations,
             interceptors=[CsiCallInterceptor(self.metrics)],
             workers=config.grpc_workers,
         )
@@ -61,6 +86,8 @@ class Plugin:
         except Exception:
             if self.http is not None:
                 self.http.stop()
+            if self.routeros is not None:
+                self.routeros.close()
             raise
 
     def stop(self) -> None:
@@ -68,6 +95,8 @@ class Plugin:
         self.server.stop(self.config.shutdown_timeout)
         if self.http is not None:
             self.http.stop()
+        if self.routeros is not None:
+            self.routeros.close()
         log_event(_log, "plugin.stopped")
 
     def request_stop(self) -> None:

@@ -1,12 +1,23 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytest
 
 from rds_csi import DEFAULT_DRIVER_NAME
-from rds_csi.config import ConfigError, Endpoint, HostPort, LogFormat, Mode, load_plugin_config
+from rds_csi.config import (
+    ConfigError,
+    Endpoint,
+    HostPort,
+    LogFormat,
+    Mode,
+    PluginConfig,
+    RouterOSTransportKind,
+    load_plugin_config,
+)
 
 
-def load(flags: dict[str, str | None] | None = None, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+def load(flags: Mapping[str, str | None] | None = None, env: Mapping[str, str] | None = None) -> PluginConfig:
     return load_plugin_config(flags or {"node_id": "node-1"}, env or {})
 
 
@@ -71,3 +82,53 @@ def test_endpoints_accept_unix_and_tcp_together() -> None:
 def test_metrics_can_be_disabled_and_bound_to_ipv6() -> None:
     assert load({"node_id": "n", "metrics_address": "off"}).metrics_address is None
     assert load({"node_id": "n", "metrics_address": "[::1]:9000"}).metrics_address == HostPort("::1", 9000)
+
+
+def test_simulator_is_the_default_backend_and_needs_no_address() -> None:
+    config = load()
+    assert config.routeros.transport is RouterOSTransportKind.SIMULATOR
+    assert config.volumes.base_path == "/storage-pool/metal-csi"
+    assert config.volumes.max_volume_bytes == 16 << 40
+
+
+def test_ssh_backend_requires_address_credentials_and_host_key_trust() -> None:
+    base = {"node_id": "n", "routeros_transport": "ssh"}
+    with pytest.raises(ConfigError) as info:
+        load(base)
+    assert info.value.option == "--routeros-address"
+    with pytest.raises(ConfigError) as info:
+        load({**base, "routeros_address": "10.0.0.1"})
+    assert info.value.option == "--routeros-ssh-key"
+    with pytest.raises(ConfigError) as info:
+        load({**base, "routeros_address": "10.0.0.1", "routeros_ssh_key": "/k"})
+    assert info.value.option == "--routeros-known-hosts"
+    config = load({**base, "routeros_address": "10.0.0.1", "routeros_ssh_key": "/k", "routeros_host_key": "SHA256:x"})
+    assert config.routeros.address == "10.0.0.1"
+    assert config.volumes.nvme_address == "10.0.0.1"
+
+
+def test_node_mode_ignores_routeros_settings() -> None:
+    config = load_plugin_config({"mode": "node", "node_id": "n", "routeros_transport": "ssh"}, {})
+    assert config.routeros.transport is RouterOSTransportKind.SSH
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("16Ti", 16 << 40), ("512GiB", 512 << 30), ("1048576", 1 << 20)])
+def test_sizes_take_binary_units(raw: str, expected: int) -> None:
+    assert load({"node_id": "n", "max_volume_size": raw}).volumes.max_volume_bytes == expected
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "flag"),
+    [
+        ("max_volume_size", "16TB", "--max-volume-size"),
+        ("volume_base_path", "storage-pool", "--volume-base-path"),
+        ("volume_base_path", "/storage-pool/../etc", "--volume-base-path"),
+        ("routeros_insecure_skip_host_key", "maybe", "--routeros-insecure-skip-host-key"),
+        ("routeros_rest_url", "ftp://x", "--routeros-rest-url"),
+        ("routeros_pool_size", "0", "--routeros-pool-size"),
+    ],
+)
+def test_bad_backend_values_name_their_flag(field: str, value: str, flag: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load({"node_id": "n", field: value})
+    assert info.value.option == flag

@@ -1,0 +1,326 @@
+"""CSI Controller: volumes, capacity, expansion, snapshots and clones on the RDS.
+
+Each method validates its request (``rds_csi.csi.validation``), calls the domain backend, and builds the response;
+errors are domain exceptions that the interceptor maps. Per-volume serialization comes from ``csi_method``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from rds_csi import errors
+from rds_csi.csi.locks import LockedServicer, csi_method
+from rds_csi.csi.proto import csi_pb2, csi_pb2_grpc
+from rds_csi.csi.validation import (
+    PARAM_CTRL_LOSS_TMO,
+    PARAM_KEEP_ALIVE_TMO,
+    PARAM_MIGRATION_TIMEOUT,
+    PARAM_NVME_ADDRESS,
+    PARAM_NVME_PORT,
+    PARAM_RECONNECT_DELAY,
+    PARAM_VOLUME_PATH,
+    CapacityLimits,
+    ParameterDefaults,
+    VolumeParameters,
+    allocation_bytes,
+    parse_parameters,
+    require,
+    size_satisfies,
+    validate_capabilities,
+    validate_volume_name,
+)
+from rds_csi.routeros.units import round_up_allocation
+from rds_csi.routeros.volumes import SNAPSHOT_PREFIX, ContentSource, Snapshot, Volume, VolumeBackend
+
+_Cap = csi_pb2.ControllerServiceCapability.RPC.Type
+_TOKEN_RE = re.compile(r"^after:([A-Za-z0-9-]{1,128})$")
+# Extra volume_context key: the node needs the subsystem NQN to find the device.
+CONTEXT_NQN = "nqn"
+
+T = TypeVar("T")
+
+
+class PublicationView(Protocol):
+    """What the controller needs to know about attachments (served by the attachments layer)."""
+
+    def published_nodes(self, volume_id: str) -> list[str]: ...
+
+
+def _page(items: Sequence[T], key: Callable[[T], str], max_entries: int, token: str) -> tuple[list[T], str]:
+    """Cursor pagination: the token names the last id returned, so additions/deletions between pages are safe."""
+    if max_entries < 0:
+        raise errors.InvalidArgument("max_entries must not be negative")
+    start = 0
+    if token:
+        match = _TOKEN_RE.match(token)
+        if match is None:
+            raise errors.Aborted(f"starting_token {token!r} was not issued by this driver")
+        start = next((i for i, item in enumerate(items) if key(item) > match.group(1)), len(items))
+    end = len(items) if max_entries == 0 else min(len(items), start + max_entries)
+    next_token = f"after:{key(items[end - 1])}" if end < len(items) else ""
+    return list(items[start:end]), next_token
+
+
+def _timestamp(snapshot: Snapshot) -> Timestamp:
+    stamp = Timestamp()
+    if snapshot.created_at is not None:
+        stamp.FromDatetime(snapshot.created_at)
+    else:
+        stamp.FromNanoseconds(time.time_ns())
+    return stamp
+
+
+class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # type: ignore[misc]
+    def __init__(
+        self,
+        backend: VolumeBackend,
+        defaults: ParameterDefaults,
+        limits: CapacityLimits,
+        publications: PublicationView | None = None,
+    ) -> None:
+        LockedServicer.__init__(self)
+        self._backend = backend
+        self._defaults = defaults
+        self._limits = limits
+        self._publications = publications
+
+    def register(self, server: grpc.Server) -> None:
+        csi_pb2_grpc.add_ControllerServicer_to_server(self, server)
+
+    # ---- capabilities -------------------------------------------------------------------------------------------
+
+    def capabilities(self) -> list[csi_pb2.ControllerServiceCapability.RPC.Type]:
+        caps = [
+            _Cap.CREATE_DELETE_VOLUME,
+            _Cap.EXPAND_VOLUME,
+            _Cap.GET_CAPACITY,
+            _Cap.LIST_VOLUMES,
+            _Cap.GET_VOLUME,
+            _Cap.VOLUME_CONDITION,
+            _Cap.CREATE_DELETE_SNAPSHOT,
+            _Cap.LIST_SNAPSHOTS,
+            _Cap.CLONE_VOLUME,
+        ]
+        if self._publications is not None:
+            caps += [_Cap.PUBLISH_UNPUBLISH_VOLUME, _Cap.LIST_VOLUMES_PUBLISHED_NODES]
+        return caps
+
+    def ControllerGetCapabilities(
+        self, request: csi_pb2.ControllerGetCapabilitiesRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.ControllerGetCapabilitiesResponse:
+        rpc = csi_pb2.ControllerServiceCapability.RPC
+        return csi_pb2.ControllerGetCapabilitiesResponse(
+            capabilities=[csi_pb2.ControllerServiceCapability(rpc=rpc(type=t)) for t in self.capabilities()]
+        )
+
+    # ---- volumes ------------------------------------------------------------------------------------------------
+
+    @csi_method(lock_on="name")
+    def CreateVolume(
+        self, request: csi_pb2.CreateVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.CreateVolumeResponse:
+        name = validate_volume_name(request.name)
+        if name.startswith(SNAPSHOT_PREFIX):
+            raise errors.InvalidArgument(f"name {name!r}: the prefix {SNAPSHOT_PREFIX!r} is reserved for snapshots")
+        # Validated here; the node receives the capability itself at stage/publish time.
+        validate_capabilities(request.volume_capabilities)
+        params = parse_parameters(request.parameters, self._defaults)
+        capacity_range = request.capacity_range if request.HasField("capacity_range") else None
+        size = allocation_bytes(capacity_range, self._limits)
+        source = self._content_source(request)
+        if source is not None:
+            source_size = self._backend.source_size(source)
+            if capacity_range is not None and capacity_range.limit_bytes and source_size > capacity_range.limit_bytes:
+                raise errors.OutOfRange(
+                    f"the source is {source_size} bytes, more than limit_bytes {capacity_range.limit_bytes}"
+                )
+            size = max(size, round_up_allocation(source_size))
+        volume = self._backend.create_volume(
+            name,
+            volume_path=params.volume_path,
+            size_bytes=size,
+            port=params.nvme_port,
+            source=source,
+            size_ok=lambda existing: size_satisfies(existing, capacity_range),
+        )
+        message = self._volume_message(volume, params)
+        if request.HasField("volume_content_source"):
+            message.content_source.CopyFrom(request.volume_content_source)
+        return csi_pb2.CreateVolumeResponse(volume=message)
+
+    @csi_method(lock_on="volume_id")
+    def DeleteVolume(
+        self, request: csi_pb2.DeleteVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.DeleteVolumeResponse:
+        volume_id = require(request.volume_id, "volume_id")
+        if self._publications is not None:
+            nodes = self._publications.published_nodes(volume_id)
+            if nodes:
+                raise errors.FailedPrecondition(
+                    f"volume {volume_id!r} is still published to {', '.join(nodes)}; unpublish it first"
+                )
+        self._backend.delete_volume(volume_id)
+        return csi_pb2.DeleteVolumeResponse()
+
+    @csi_method(lock_on="volume_id")
+    def ControllerExpandVolume(
+        self, request: csi_pb2.ControllerExpandVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.ControllerExpandVolumeResponse:
+        volume_id = require(request.volume_id, "volume_id")
+        if not request.HasField("capacity_range"):
+            raise errors.InvalidArgument("capacity_range is required")
+        size = allocation_bytes(request.capacity_range, self._limits)
+        volume = self._backend.expand_volume(volume_id, size)
+        # A raw block device needs nothing on the node; a filesystem must be grown there, also when this call is
+        # a retry that finds the disk already large enough (the first reply may have been lost).
+        block = request.HasField("volume_capability") and request.volume_capability.HasField("block")
+        return csi_pb2.ControllerExpandVolumeResponse(
+            capacity_bytes=volume.capacity_bytes, node_expansion_required=not block
+        )
+
+    def ValidateVolumeCapabilities(
+        self, request: csi_pb2.ValidateVolumeCapabilitiesRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.ValidateVolumeCapabilitiesResponse:
+        volume_id = require(request.volume_id, "volume_id")
+        if not request.volume_capabilities:
+            raise errors.InvalidArgument("volume_capabilities: at least one capability is required")
+        if self._backend.get_volume(volume_id) is None:
+            raise errors.NotFound(f"volume {volume_id!r} does not exist")
+        try:
+            validate_capabilities(request.volume_capabilities)
+            parse_parameters(request.parameters, self._defaults)
+        except errors.InvalidArgument as unsupported:
+            return csi_pb2.ValidateVolumeCapabilitiesResponse(message=unsupported.message)
+        confirmed = csi_pb2.ValidateVolumeCapabilitiesResponse.Confirmed(
+            volume_context=request.volume_context,
+            volume_capabilities=request.volume_capabilities,
+            parameters=request.parameters,
+        )
+        return csi_pb2.ValidateVolumeCapabilitiesResponse(confirmed=confirmed)
+
+    def ListVolumes(
+        self, request: csi_pb2.ListVolumesRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.ListVolumesResponse:
+        volumes, next_token = _page(
+            self._backend.list_volumes(), lambda v: v.volume_id, request.max_entries, request.starting_token
+        )
+        entries = []
+        for volume in volumes:
+            entry = csi_pb2.ListVolumesResponse.Entry(volume=self._volume_message(volume, None))
+            if self._publications is not None:
+                entry.status.published_node_ids.extend(self._publications.published_nodes(volume.volume_id))
+            entries.append(entry)
+        return csi_pb2.ListVolumesResponse(entries=entries, next_token=next_token)
+
+    def ControllerGetVolume(
+        self, request: csi_pb2.ControllerGetVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.ControllerGetVolumeResponse:
+        volume_id = require(request.volume_id, "volume_id")
+        volume = self._backend.get_volume(volume_id)
+        if volume is None:
+            raise errors.NotFound(f"volume {volume_id!r} does not exist")
+        status = csi_pb2.ControllerGetVolumeResponse.VolumeStatus(volume_condition=self._condition(volume))
+        if self._publications is not None:
+            status.published_node_ids.extend(self._publications.published_nodes(volume_id))
+        return csi_pb2.ControllerGetVolumeResponse(volume=self._volume_message(volume, None), status=status)
+
+    def GetCapacity(
+        self, request: csi_pb2.GetCapacityRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.GetCapacityResponse:
+        params = parse_parameters(request.parameters, self._defaults)
+        if request.volume_capabilities:
+            try:
+                validate_capabilities(request.volume_capabilities)
+            except errors.InvalidArgument:
+                return csi_pb2.GetCapacityResponse(available_capacity=0)  # nothing can be provisioned for these
+        pool = self._backend.pool_capacity(params.volume_path)
+        response = csi_pb2.GetCapacityResponse(available_capacity=pool.free_bytes)
+        response.maximum_volume_size.value = min(self._limits.maximum_bytes, pool.free_bytes)
+        response.minimum_volume_size.value = self._limits.minimum_bytes
+        return response
+
+    # ---- snapshots ----------------------------------------------------------------------------------------------
+
+    @csi_method(lock_on="name")
+    def CreateSnapshot(
+        self, request: csi_pb2.CreateSnapshotRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.CreateSnapshotResponse:
+        name = require(request.name, "name")
+        source = validate_volume_name(request.source_volume_id, "source_volume_id")
+        snapshot = self._backend.create_snapshot(name, source)
+        return csi_pb2.CreateSnapshotResponse(snapshot=self._snapshot_message(snapshot))
+
+    @csi_method(lock_on="snapshot_id")
+    def DeleteSnapshot(
+        self, request: csi_pb2.DeleteSnapshotRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.DeleteSnapshotResponse:
+        self._backend.delete_snapshot(require(request.snapshot_id, "snapshot_id"))
+        return csi_pb2.DeleteSnapshotResponse()
+
+    def ListSnapshots(
+        self, request: csi_pb2.ListSnapshotsRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.ListSnapshotsResponse:
+        if request.snapshot_id:
+            found = self._backend.get_snapshot(request.snapshot_id)
+            snapshots = [found] if found is not None else []
+        else:
+            snapshots = self._backend.list_snapshots()
+        if request.source_volume_id:
+            snapshots = [s for s in snapshots if s.source_volume_id == request.source_volume_id]
+        page, next_token = _page(snapshots, lambda s: s.snapshot_id, request.max_entries, request.starting_token)
+        entries = [csi_pb2.ListSnapshotsResponse.Entry(snapshot=self._snapshot_message(s)) for s in page]
+        return csi_pb2.ListSnapshotsResponse(entries=entries, next_token=next_token)
+
+    # ---- messages -----------------------------------------------------------------------------------------------
+
+    def _content_source(self, request: csi_pb2.CreateVolumeRequest) -> ContentSource | None:
+        if not request.HasField("volume_content_source"):
+            return None
+        src = request.volume_content_source
+        kind = src.WhichOneof("type")
+        if kind == "snapshot":
+            return ContentSource("snapshot", require(src.snapshot.snapshot_id, "volume_content_source.snapshot_id"))
+        if kind == "volume":
+            return ContentSource("volume", require(src.volume.volume_id, "volume_content_source.volume_id"))
+        raise errors.InvalidArgument("volume_content_source: a snapshot or a volume is required")
+
+    def _volume_message(self, volume: Volume, params: VolumeParameters | None) -> csi_pb2.Volume:
+        """The CSI Volume; its context is everything the node needs, frozen at create time."""
+        context = {
+            PARAM_NVME_ADDRESS: params.nvme_address if params else self._defaults.nvme_address,
+            PARAM_NVME_PORT: str(volume.port or (params.nvme_port if params else self._defaults.nvme_port)),
+            CONTEXT_NQN: volume.nqn or "",
+            PARAM_VOLUME_PATH: volume.volume_path or "",
+        }
+        if params is not None:
+            context[PARAM_CTRL_LOSS_TMO] = str(params.ctrl_loss_tmo)
+            context[PARAM_RECONNECT_DELAY] = str(params.reconnect_delay)
+            context[PARAM_MIGRATION_TIMEOUT] = str(params.migration_timeout_seconds)
+            if params.keep_alive_tmo is not None:
+                context[PARAM_KEEP_ALIVE_TMO] = str(params.keep_alive_tmo)
+        return csi_pb2.Volume(volume_id=volume.volume_id, capacity_bytes=volume.capacity_bytes, volume_context=context)
+
+    def _snapshot_message(self, snapshot: Snapshot) -> csi_pb2.Snapshot:
+        return csi_pb2.Snapshot(
+            snapshot_id=snapshot.snapshot_id,
+            source_volume_id=snapshot.source_volume_id,
+            size_bytes=snapshot.size_bytes,
+            creation_time=_timestamp(snapshot),
+            ready_to_use=True,
+        )
+
+    def _condition(self, volume: Volume) -> csi_pb2.VolumeCondition:
+        problems = []
+        if not volume.exported:
+            problems.append("the disk is not exported over NVMe/TCP")
+        if not self._backend.backing_file_exists(volume):
+            problems.append(f"the backing file {volume.file_path} is missing")
+        if problems:
+            return csi_pb2.VolumeCondition(abnormal=True, message="; ".join(problems))
+        return csi_pb2.VolumeCondition(abnormal=False, message="volume is exported and its backing file exists")

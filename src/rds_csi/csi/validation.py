@@ -1,0 +1,262 @@
+"""Pure validation of CSI requests: protobuf messages in, validated value objects out, ``InvalidArgument`` (or
+``OutOfRange``) with a message that tells the user what to change.
+
+Nothing here does I/O, so every rule is a small table-driven test.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from rds_csi import errors
+from rds_csi.csi.proto import csi_pb2
+from rds_csi.routeros.units import round_up_allocation
+
+GiB = 1 << 30
+TiB = 1 << 40
+
+_VOLUME_NAME_RE = re.compile(r"^[A-Za-z0-9-]{1,128}$")
+_Mode = csi_pb2.VolumeCapability.AccessMode.Mode
+
+SINGLE_NODE_MODES = frozenset(
+    {
+        _Mode.SINGLE_NODE_WRITER,
+        _Mode.SINGLE_NODE_READER_ONLY,
+        _Mode.SINGLE_NODE_SINGLE_WRITER,
+        _Mode.SINGLE_NODE_MULTI_WRITER,
+    }
+)
+# Multi-node writers exist only for the KubeVirt live-migration window, and only on raw block devices.
+MULTI_NODE_BLOCK_MODES = frozenset({_Mode.MULTI_NODE_MULTI_WRITER})
+SUPPORTED_FS_TYPES = ("ext4", "xfs", "ext3")
+DEFAULT_FS_TYPE = "ext4"
+
+# StorageClass parameter keys (camelCase, as the Go driver spelled them: existing StorageClasses carry over).
+PARAM_VOLUME_PATH = "volumePath"
+PARAM_NVME_ADDRESS = "nvmeAddress"
+PARAM_NVME_PORT = "nvmePort"
+PARAM_CTRL_LOSS_TMO = "ctrlLossTmo"
+PARAM_RECONNECT_DELAY = "reconnectDelay"
+PARAM_KEEP_ALIVE_TMO = "keepAliveTmo"
+PARAM_MIGRATION_TIMEOUT = "migrationTimeoutSeconds"
+KNOWN_PARAMS = frozenset(
+    {
+        PARAM_VOLUME_PATH,
+        PARAM_NVME_ADDRESS,
+        PARAM_NVME_PORT,
+        PARAM_CTRL_LOSS_TMO,
+        PARAM_RECONNECT_DELAY,
+        PARAM_KEEP_ALIVE_TMO,
+        PARAM_MIGRATION_TIMEOUT,
+    }
+)
+# Keys the provisioner itself adds (with --extra-create-metadata) or reserves; read, never rejected.
+PROVISIONER_PREFIX = "csi.storage.k8s.io/"
+PVC_NAME_KEY = "csi.storage.k8s.io/pvc/name"
+PVC_NAMESPACE_KEY = "csi.storage.k8s.io/pvc/namespace"
+PV_NAME_KEY = "csi.storage.k8s.io/pv/name"
+FSTYPE_KEY = "csi.storage.k8s.io/fstype"
+
+_HOST_RE = re.compile(
+    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+_IPV6_RE = re.compile(r"^[0-9A-Fa-f:.]{2,45}$")
+
+
+class AccessType(StrEnum):
+    BLOCK = "block"
+    MOUNT = "mount"
+
+
+@dataclass(frozen=True, slots=True)
+class CapabilitySummary:
+    """What a set of volume capabilities asks for, once validated."""
+
+    access_types: frozenset[AccessType]
+    modes: frozenset[int]
+    fs_type: str | None  # None when every capability is Block
+
+    @property
+    def multi_node(self) -> bool:
+        return bool(self.modes & MULTI_NODE_BLOCK_MODES)
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeParameters:
+    """StorageClass parameters after defaults, validated; frozen into volume_context at create time."""
+
+    volume_path: str
+    nvme_address: str
+    nvme_port: int
+    ctrl_loss_tmo: int
+    reconnect_delay: int
+    keep_alive_tmo: int | None
+    migration_timeout_seconds: int
+    pvc_name: str | None = None
+    pvc_namespace: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ParameterDefaults:
+    volume_path: str
+    nvme_address: str
+    nvme_port: int = 4420
+    ctrl_loss_tmo: int = -1
+    reconnect_delay: int = 5
+    migration_timeout_seconds: int = 300
+
+
+@dataclass(frozen=True, slots=True)
+class CapacityLimits:
+    minimum_bytes: int = GiB
+    maximum_bytes: int = 16 * TiB
+
+
+def require(value: str, field: str) -> str:
+    if not value:
+        raise errors.InvalidArgument(f"{field} is required")
+    return value
+
+
+def validate_volume_name(name: str, field: str = "name") -> str:
+    require(name, field)
+    if not _VOLUME_NAME_RE.match(name):
+        raise errors.InvalidArgument(
+            f"{field} {name!r} must be 1-128 characters of letters, digits and '-' "
+            "(the provisioner's pvc-<uuid> names qualify)"
+        )
+    return name
+
+
+def validate_capabilities(capabilities: Iterable[csi_pb2.VolumeCapability]) -> CapabilitySummary:
+    caps = list(capabilities)
+    if not caps:
+        raise errors.InvalidArgument("volume_capabilities: at least one capability is required")
+    access_types: set[AccessType] = set()
+    modes: set[int] = set()
+    fs_types: set[str] = set()
+    for cap in caps:
+        access = cap.WhichOneof("access_type")
+        if access is None:
+            raise errors.InvalidArgument("volume_capabilities: each capability needs an access type (block or mount)")
+        if not cap.HasField("access_mode") or cap.access_mode.mode == _Mode.UNKNOWN:
+            raise errors.InvalidArgument("volume_capabilities: each capability needs an access mode")
+        mode = cap.access_mode.mode
+        mode_name = _Mode.Name(mode)
+        if mode in MULTI_NODE_BLOCK_MODES:
+            if access != "block":
+                raise errors.InvalidArgument(
+                    f"volume_capabilities: {mode_name} is only supported with volumeMode: Block (KubeVirt live "
+                    "migration); a filesystem written from two nodes would be corrupted"
+                )
+        elif mode not in SINGLE_NODE_MODES:
+            raise errors.InvalidArgument(
+                f"volume_capabilities: access mode {mode_name} is not supported; use ReadWriteOnce / "
+                "ReadWriteOncePod, or ReadWriteMany with volumeMode: Block for live migration"
+            )
+        modes.add(mode)
+        if access == "mount":
+            access_types.add(AccessType.MOUNT)
+            fs_type = (cap.mount.fs_type or DEFAULT_FS_TYPE).lower()
+            if fs_type not in SUPPORTED_FS_TYPES:
+                raise errors.InvalidArgument(
+                    f"volume_capabilities: filesystem {cap.mount.fs_type!r} is not supported; "
+                    f"use one of {', '.join(SUPPORTED_FS_TYPES)}"
+                )
+            fs_types.add(fs_type)
+        else:
+            access_types.add(AccessType.BLOCK)
+    if len(fs_types) > 1:
+        raise errors.InvalidArgument(f"volume_capabilities: conflicting filesystems {sorted(fs_types)}")
+    return CapabilitySummary(frozenset(access_types), frozenset(modes), next(iter(fs_types), None))
+
+
+def _int_param(params: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
+    raw = params.get(key)
+    if raw is None:
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise errors.InvalidArgument(f"parameter {key}={raw!r}: must be an integer") from None
+    if not low <= value <= high:
+        raise errors.InvalidArgument(f"parameter {key}={raw!r}: must be between {low} and {high}")
+    return value
+
+
+def _address_param(raw: str) -> str:
+    host = raw.strip()
+    if not (_HOST_RE.match(host) or (":" in host and _IPV6_RE.match(host))):
+        raise errors.InvalidArgument(f"parameter {PARAM_NVME_ADDRESS}={raw!r}: not a host name or IP address")
+    return host
+
+
+def _volume_path_param(raw: str, base: str) -> str:
+    path = "/" + "/".join(p for p in raw.strip().split("/") if p)
+    if any(p in (".", "..") for p in path.split("/")):
+        raise errors.InvalidArgument(f"parameter {PARAM_VOLUME_PATH}={raw!r}: '.' and '..' are not allowed")
+    base_norm = "/" + "/".join(p for p in base.split("/") if p)
+    if path != base_norm and not path.startswith(base_norm + "/"):
+        raise errors.InvalidArgument(
+            f"parameter {PARAM_VOLUME_PATH}={raw!r}: must be {base_norm} or below it (the driver's configured base)"
+        )
+    return path
+
+
+def parse_parameters(params: Mapping[str, str], defaults: ParameterDefaults) -> VolumeParameters:
+    unknown = sorted(k for k in params if k not in KNOWN_PARAMS and not k.startswith(PROVISIONER_PREFIX))
+    if unknown:
+        raise errors.InvalidArgument(
+            f"unknown StorageClass parameter(s) {', '.join(unknown)}; supported: {', '.join(sorted(KNOWN_PARAMS))}"
+        )
+    fstype = params.get(FSTYPE_KEY)
+    if fstype is not None and fstype.lower() not in SUPPORTED_FS_TYPES:
+        raise errors.InvalidArgument(f"parameter {FSTYPE_KEY}={fstype!r}: use one of {', '.join(SUPPORTED_FS_TYPES)}")
+    keep_alive_raw = params.get(PARAM_KEEP_ALIVE_TMO)
+    return VolumeParameters(
+        volume_path=_volume_path_param(params.get(PARAM_VOLUME_PATH, defaults.volume_path), defaults.volume_path),
+        nvme_address=_address_param(params.get(PARAM_NVME_ADDRESS, defaults.nvme_address)),
+        nvme_port=_int_param(params, PARAM_NVME_PORT, defaults.nvme_port, 1, 65535),
+        ctrl_loss_tmo=_int_param(params, PARAM_CTRL_LOSS_TMO, defaults.ctrl_loss_tmo, -1, 86400),
+        reconnect_delay=_int_param(params, PARAM_RECONNECT_DELAY, defaults.reconnect_delay, 1, 3600),
+        keep_alive_tmo=None if keep_alive_raw is None else _int_param(params, PARAM_KEEP_ALIVE_TMO, 0, 1, 3600),
+        migration_timeout_seconds=_int_param(
+            params, PARAM_MIGRATION_TIMEOUT, defaults.migration_timeout_seconds, 30, 3600
+        ),
+        pvc_name=params.get(PVC_NAME_KEY),
+        pvc_namespace=params.get(PVC_NAMESPACE_KEY),
+    )
+
+
+def allocation_bytes(capacity_range: csi_pb2.CapacityRange | None, limits: CapacityLimits) -> int:
+    """The size to allocate: the request raised to the minimum and rounded UP to RouterOS's allocation unit.
+
+    OUT_OF_RANGE when no allocatable size satisfies both ``required_bytes`` and ``limit_bytes`` or the maximum.
+    """
+    required = capacity_range.required_bytes if capacity_range is not None else 0
+    limit = capacity_range.limit_bytes if capacity_range is not None else 0
+    if required < 0 or limit < 0:
+        raise errors.InvalidArgument("capacity_range: required_bytes and limit_bytes must not be negative")
+    if limit and required > limit:
+        raise errors.InvalidArgument(f"capacity_range: required_bytes {required} exceeds limit_bytes {limit}")
+    size = round_up_allocation(max(required, limits.minimum_bytes), "capacity_range.required_bytes")
+    if limit and size > limit:
+        raise errors.OutOfRange(
+            f"capacity_range: the smallest allocatable size ({size} bytes: minimum {limits.minimum_bytes}, "
+            f"rounded up to whole MiB) exceeds limit_bytes {limit}"
+        )
+    if size > limits.maximum_bytes:
+        raise errors.OutOfRange(f"capacity_range: {size} bytes exceeds the maximum volume size {limits.maximum_bytes}")
+    return size
+
+
+def size_satisfies(existing_bytes: int, capacity_range: csi_pb2.CapacityRange | None) -> bool:
+    """Whether an existing volume's size fits the request (for idempotent CreateVolume)."""
+    if capacity_range is None:
+        return True
+    if capacity_range.required_bytes and existing_bytes < capacity_range.required_bytes:
+        return False
+    return not (capacity_range.limit_bytes and existing_bytes > capacity_range.limit_bytes)

@@ -1,0 +1,331 @@
+"""Volumes and snapshots on the RDS, in CSI terms but without gRPC: what a volume id means on the box.
+
+Names (the compatibility contract, DESIGN.md §3): a volume is the ``/disk`` whose slot is the volume id, backed by
+``<volumePath>/<volume id>.img`` and exported as ``nqn.2000-02.com.mikrotik:<volume id lower-cased>``.
+
+A snapshot is a copy-on-write ``/disk add copy-from=`` of the source's backing file, not exported. Its id is its
+slot: ``snap-<uuid5 of the snapshot request name>-<source volume id>``. RouterOS prints the slot, so both the
+deterministic id (idempotency across controller restarts) and the source volume (ALREADY_EXISTS for the same name
+with another source, ListSnapshots by source) are recovered from real ``/disk print`` output alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from rds_csi import errors
+from rds_csi.clock import Clock, SystemClock
+from rds_csi.observability.logging import log_event
+from rds_csi.routeros.client import RouterOSClient
+from rds_csi.routeros.models import Disk, FileEntry, PoolCapacity
+from rds_csi.routeros.names import RouterPath, backing_file_path, parse_router_path, validate_slot
+
+_log = logging.getLogger(__name__)
+
+SNAPSHOT_PREFIX = "snap-"
+# A fixed namespace makes the uuid5 of a snapshot name the same on every controller replica, forever.
+_SNAPSHOT_NAMESPACE = uuid.UUID("5b0c2a8e-6f1d-4b8e-9d6a-2f3c1e7a9b40")
+_SNAPSHOT_ID_RE = re.compile(r"^snap-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})-([A-Za-z0-9-]+)$")
+_SNAPSHOT_ID_OVERHEAD = len(SNAPSHOT_PREFIX) + 36 + 1
+
+
+@dataclass(frozen=True, slots=True)
+class Volume:
+    volume_id: str
+    capacity_bytes: int
+    file_path: str | None
+    nqn: str | None
+    port: int | None
+    exported: bool
+
+    @property
+    def volume_path(self) -> str | None:
+        """The directory holding the backing file (the StorageClass ``volumePath``)."""
+        return self.file_path.rsplit("/", 1)[0] if self.file_path else None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    snapshot_id: str
+    source_volume_id: str
+    size_bytes: int
+    file_path: str | None
+    created_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ContentSource:
+    kind: str  # "snapshot" or "volume"
+    source_id: str
+
+
+def snapshot_id_for(name: str, source_volume_id: str) -> str:
+    if len(source_volume_id) + _SNAPSHOT_ID_OVERHEAD > 128:
+        raise errors.InvalidArgument(
+            f"source volume id {source_volume_id!r} is too long to snapshot "
+            f"(at most {128 - _SNAPSHOT_ID_OVERHEAD} characters)"
+        )
+    return f"{_snapshot_stem(name)}-{source_volume_id}"
+
+
+def _snapshot_stem(name: str) -> str:
+    return SNAPSHOT_PREFIX + str(uuid.uuid5(_SNAPSHOT_NAMESPACE, name))
+
+
+def parse_snapshot_id(snapshot_id: str) -> str | None:
+    """The source volume id encoded in a snapshot id, or ``None`` if it is not one of ours."""
+    match = _SNAPSHOT_ID_RE.match(snapshot_id)
+    return match.group(2) if match else None
+
+
+def is_volume_slot(slot: str) -> bool:
+    return not slot.startswith(SNAPSHOT_PREFIX)
+
+
+def _disk_bytes(disk: Disk) -> int:
+    # ``size`` is exact; ``file-size`` is printed rounded (50.0GiB) on the console, so it is only a fallback.
+    return disk.size_bytes or disk.file_size_bytes or 0
+
+
+class VolumeBackend:
+    """Volume-level operations for the controller. Callers serialize per volume / snapshot name."""
+
+    def __init__(
+        self,
+        client: RouterOSClient,
+        *,
+        base_path: str,
+        capacity_cache_seconds: float = 5.0,
+        clock: Clock | None = None,
+    ) -> None:
+        self.client = client
+        self.base = parse_router_path(base_path, "volume base path")
+        self._capacity_cache_seconds = capacity_cache_seconds
+        self._clock = clock or SystemClock()
+        self._capacity_cache: dict[str, tuple[float, PoolCapacity]] = {}
+        self._cache_lock = threading.Lock()
+        # Which source each volume was created from: RouterOS does not print copy-from, so this is known for
+        # volumes this process created (a restarted controller accepts a retried create with any source).
+        self._sources: dict[str, ContentSource] = {}
+
+    # ---- volumes ------------------------------------------------------------------------------------------------
+
+    def get_volume(self, volume_id: str) -> Volume | None:
+        disk = self.client.get_disk(validate_slot(volume_id, "volume_id"))
+        if disk is None or not self._is_managed_volume(disk):
+            return None
+        return self._volume(disk)
+
+    def list_volumes(self) -> list[Volume]:
+        disks = self.client.list_disks("")
+        return sorted((self._volume(d) for d in disks if self._is_managed_volume(d)), key=lambda v: v.volume_id)
+
+    def create_volume(
+        self,
+        volume_id: str,
+        *,
+        volume_path: str,
+        size_bytes: int,
+        port: int,
+        source: ContentSource | None = None,
+        size_ok: Callable[[int], bool],
+    ) -> Volume:
+        """Create the volume, or return it when an identical one exists (ALREADY_EXISTS when incompatible)."""
+        existing = self.get_volume(volume_id)
+        if existing is not None:
+            self._check_compatible(existing, source, size_ok)
+            return existing
+        if self.client.get_disk(volume_id) is not None:
+            raise errors.AlreadyExists(f"slot {volume_id!r} exists on the RDS but is not a volume of this driver")
+        file_path = backing_file_path(self._confined_dir(volume_path).disk_path, volume_id)
+        copy_from = self._source_file(source) if source is not None else None
+        disk = self.client.create_disk(
+            slot=volume_id, file_path=file_path, size_bytes=size_bytes, port=port, copy_from=copy_from
+        )
+        if source is not None:
+            self._sources[volume_id] = source
+        log_event(
+            _log, "volume.created", volume_id=volume_id, size=_disk_bytes(disk),
+            source=f"{source.kind}:{source.source_id}" if source else "-",
+        )  # fmt: skip
+        return self._volume(disk)
+
+    def delete_volume(self, volume_id: str) -> None:
+        """Remove the disk and its backing file; a volume that is already gone is fine."""
+        disk = self.client.get_disk(validate_slot(volume_id, "volume_id"))
+        if disk is not None and not self._is_managed_volume(disk):
+            raise errors.FailedPrecondition(f"slot {volume_id!r} is not a volume of this driver; refusing to delete")
+        file_path = self._backing_file(disk) if disk is not None else None
+        if disk is not None:
+            self.client.remove_disk(volume_id)
+        if file_path is not None:
+            self.client.remove_file(file_path)
+        self._sources.pop(volume_id, None)
+        log_event(_log, "volume.deleted", volume_id=volume_id, existed=disk is not None)
+
+    def expand_volume(self, volume_id: str, size_bytes: int) -> Volume:
+        """Grow to at least ``size_bytes``; a volume that is already that large is left alone (retry-safe)."""
+        volume = self.get_volume(volume_id)
+        if volume is None:
+            raise errors.NotFound(f"volume {volume_id!r} does not exist")
+        if volume.capacity_bytes >= size_bytes:
+            return volume
+        disk = self.client.resize_disk(volume_id, size_bytes)
+        log_event(_log, "volume.expanded", volume_id=volume_id, size=_disk_bytes(disk))
+        return self._volume(disk)
+
+    def backing_file_exists(self, volume: Volume) -> bool:
+        if volume.file_path is None:
+            return False
+        path = parse_router_path(volume.file_path, "file_path")
+        directory = RouterPath(path.segments[:-1])
+        return any(f.name == path.file_name for f in self.client.list_files(directory))
+
+    # ---- capacity -----------------------------------------------------------------------------------------------
+
+    def pool_capacity(self, volume_path: str) -> PoolCapacity:
+        """Size and free space of the pool partition holding ``volume_path`` (cached briefly)."""
+        mount_point = self._confined_dir(volume_path).segments[0]
+        now = self._clock.now()
+        with self._cache_lock:
+            cached = self._capacity_cache.get(mount_point)
+            if cached is not None and now - cached[0] < self._capacity_cache_seconds:
+                return cached[1]
+        capacity = self.client.pool_capacity(mount_point)
+        with self._cache_lock:
+            self._capacity_cache[mount_point] = (now, capacity)
+        return capacity
+
+    # ---- snapshots ----------------------------------------------------------------------------------------------
+
+    def create_snapshot(self, name: str, source_volume_id: str) -> Snapshot:
+        snapshot_id = snapshot_id_for(name, source_volume_id)
+        for other in self._snapshot_disks(_snapshot_stem(name) + "-"):
+            if other.slot != snapshot_id:
+                raise errors.AlreadyExists(
+                    f"snapshot {name!r} already exists for source volume {parse_snapshot_id(other.slot)!r}"
+                )
+            return self._snapshot(other)
+        source = self.get_volume(source_volume_id)
+        if source is None:
+            raise errors.NotFound(f"source volume {source_volume_id!r} does not exist")
+        source_file = parse_router_path(source.file_path, "file_path") if source.file_path else None
+        if source_file is None:
+            raise errors.FailedPrecondition(f"source volume {source_volume_id!r} has no backing file")
+        directory = RouterPath(source_file.segments[:-1])
+        disk = self.client.create_disk(
+            slot=snapshot_id,
+            file_path=directory.child(snapshot_id + ".img"),
+            size_bytes=source.capacity_bytes,
+            port=None,
+            copy_from=source_file,
+            export=False,
+        )
+        log_event(_log, "snapshot.created", snapshot_id=snapshot_id, source=source_volume_id)
+        return self._snapshot(disk)
+
+    def get_snapshot(self, snapshot_id: str) -> Snapshot | None:
+        if parse_snapshot_id(snapshot_id) is None:
+            return None
+        disk = self.client.get_disk(snapshot_id)
+        return self._snapshot(disk) if disk is not None else None
+
+    def list_snapshots(self) -> list[Snapshot]:
+        return sorted((self._snapshot(d) for d in self._snapshot_disks(SNAPSHOT_PREFIX)), key=lambda s: s.snapshot_id)
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        if parse_snapshot_id(snapshot_id) is None:
+            return  # not an id we ever issued: nothing of ours can exist under it
+        disk = self.client.get_disk(snapshot_id)
+        if disk is None:
+            return
+        file_path = self._backing_file(disk)
+        self.client.remove_disk(snapshot_id)
+        if file_path is not None:
+            self.client.remove_file(file_path)
+        log_event(_log, "snapshot.deleted", snapshot_id=snapshot_id)
+
+    # ---- helpers ------------------------------------------------------------------------------------------------
+
+    def _snapshot_disks(self, prefix: str) -> list[Disk]:
+        return [d for d in self.client.list_disks(prefix) if parse_snapshot_id(d.slot) is not None]
+
+    def _snapshot(self, disk: Disk) -> Snapshot:
+        source = parse_snapshot_id(disk.slot) or ""
+        return Snapshot(disk.slot, source, _disk_bytes(disk), disk.file_path, self._file_time(disk))
+
+    def _file_time(self, disk: Disk) -> datetime | None:
+        if disk.file_path is None:
+            return None
+        path = parse_router_path(disk.file_path, "file_path")
+        entry: FileEntry | None = next(
+            (f for f in self.client.list_files(RouterPath(path.segments[:-1])) if f.name == path.file_name), None
+        )
+        return entry.last_modified if entry is not None else None
+
+    def _check_compatible(self, existing: Volume, source: ContentSource | None, size_ok: Callable[[int], bool]) -> None:
+        if not size_ok(existing.capacity_bytes):
+            raise errors.AlreadyExists(
+                f"volume {existing.volume_id!r} exists with {existing.capacity_bytes} bytes, "
+                "which does not fit the requested capacity range"
+            )
+        recorded = self._sources.get(existing.volume_id)
+        if recorded is not None and recorded != source:
+            raise errors.AlreadyExists(f"volume {existing.volume_id!r} exists with a different content source")
+
+    def _source_file(self, source: ContentSource) -> RouterPath:
+        if source.kind == "snapshot":
+            snapshot = self.get_snapshot(source.source_id)
+            if snapshot is None or snapshot.file_path is None:
+                raise errors.NotFound(f"source snapshot {source.source_id!r} does not exist")
+            return self._confined_file(snapshot.file_path)
+        volume = self.get_volume(source.source_id)
+        if volume is None or volume.file_path is None:
+            raise errors.NotFound(f"source volume {source.source_id!r} does not exist")
+        return self._confined_file(volume.file_path)
+
+    def source_size(self, source: ContentSource) -> int:
+        if source.kind == "snapshot":
+            snapshot = self.get_snapshot(source.source_id)
+            if snapshot is None:
+                raise errors.NotFound(f"source snapshot {source.source_id!r} does not exist")
+            return snapshot.size_bytes
+        volume = self.get_volume(source.source_id)
+        if volume is None:
+            raise errors.NotFound(f"source volume {source.source_id!r} does not exist")
+        return volume.capacity_bytes
+
+    def _is_managed_volume(self, disk: Disk) -> bool:
+        if not is_volume_slot(disk.slot) or disk.type != "file" or disk.file_path is None:
+            return False
+        try:
+            path = parse_router_path(disk.file_path, "file_path")
+        except errors.InvalidArgument:
+            return False
+        return self.base.contains(path) and path.segments[-1] == f"{disk.slot}.img"
+
+    def _volume(self, disk: Disk) -> Volume:
+        return Volume(disk.slot, _disk_bytes(disk), disk.file_path, disk.nqn, disk.port, disk.nvme_export)
+
+    def _backing_file(self, disk: Disk) -> RouterPath | None:
+        if disk.file_path is None:
+            return None
+        return self._confined_file(disk.file_path)
+
+    def _confined_file(self, file_path: str) -> RouterPath:
+        path = parse_router_path(file_path, "file_path")
+        if not self.base.contains(path):
+            raise errors.FailedPrecondition(f"{file_path} is outside the driver's base path {self.base}")
+        return path
+
+    def _confined_dir(self, volume_path: str) -> RouterPath:
+        path = parse_router_path(volume_path, "volumePath")
+        if not self.base.contains(path):
+            raise errors.InvalidArgument(f"volumePath {volume_path} is outside the driver's base path {self.base}")
+        return path

@@ -1,0 +1,96 @@
+"""The conformance target: the plugin (controller mode) on a unix socket, backed by the simulator over real SSH or
+real HTTPS REST. One simulator and one plugin per backend for the whole session; tests clean up after themselves."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+from rds_csi.config import load_plugin_config
+from rds_csi.csi.proto import csi_pb2_grpc
+from rds_csi.plugin import Plugin
+from tests.support import SimulatorAccess, start_simulator
+
+GiB = 1 << 30
+
+
+@dataclass
+class CsiTarget:
+    identity: csi_pb2_grpc.IdentityStub
+    controller: csi_pb2_grpc.ControllerStub
+    node: csi_pb2_grpc.NodeStub
+    node_id: str
+    parameters: dict[str, str]
+    test_volume_size: int
+    backend: str
+
+
+@pytest.fixture(scope="session")
+def conformance_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="rds-conf-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def conformance_simulator(conformance_dir: Path) -> Iterator[SimulatorAccess]:
+    access = start_simulator(conformance_dir)
+    yield access
+    access.simulator.stop()
+
+
+@pytest.fixture(scope="session")
+def _targets(conformance_dir: Path, conformance_simulator: SimulatorAccess) -> Iterator[dict[str, CsiTarget]]:
+    plugins: list[Plugin] = []
+    channels: list[grpc.Channel] = []
+    targets: dict[str, CsiTarget] = {}
+    try:
+        for backend in ("ssh", "rest"):
+            socket_path = conformance_dir / f"{backend}.sock"
+            flags = {
+                "mode": "controller",
+                "endpoints": f"unix://{socket_path}",
+                "metrics_address": "off",
+                "log_level": "warning",
+                **conformance_simulator.plugin_flags(backend),
+            }
+            plugin = Plugin(load_plugin_config(flags, {}))
+            plugin.start()
+            plugins.append(plugin)
+            channel = grpc.insecure_channel(f"unix://{socket_path}")
+            channels.append(channel)
+            targets[backend] = CsiTarget(
+                identity=csi_pb2_grpc.IdentityStub(channel),
+                controller=csi_pb2_grpc.ControllerStub(channel),
+                node=csi_pb2_grpc.NodeStub(channel),
+                node_id="sanity-node-1",
+                parameters={},
+                test_volume_size=10 * GiB,
+                backend=backend,
+            )
+        yield targets
+    finally:
+        for channel in channels:
+            channel.close()
+        for plugin in plugins:
+            plugin.stop()
+
+
+@pytest.fixture(params=["ssh", "rest"])
+def csi(request: pytest.FixtureRequest, _targets: dict[str, CsiTarget]) -> CsiTarget:
+    return _targets[str(request.param)]
+
+
+@pytest.fixture
+def unique_name() -> Callable[[str], str]:
+    def make(prefix: str) -> str:
+        return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+    return make
