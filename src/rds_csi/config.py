@@ -108,6 +108,7 @@ class PluginConfig:
     driver_name: str
     grpc_workers: int
     shutdown_timeout: float
+    rpc_timeout: float
     metrics_address: HostPort | None
     log_format: LogFormat
     log_level: str
@@ -319,6 +320,13 @@ PLUGIN_OPTIONS: tuple[OptionSpec, ...] = (
         "10",
         _float_between(0, 600),
         "seconds in-flight calls may take to finish after SIGTERM",
+        "SECONDS",
+    ),
+    OptionSpec(
+        "rpc_timeout",
+        "12",
+        _float_between(1, 600),
+        "longest a CSI call may work before answering (keep it below the sidecars' --timeout, 15s by default)",
         "SECONDS",
     ),
     OptionSpec(

@@ -61,7 +61,7 @@ class Plugin:
         self.server = CsiServer(
             endpoints=config.endpoints,
             registrations=registrations,
-            interceptors=[CsiCallInterceptor(self.metrics)],
+            interceptors=[CsiCallInterceptor(self.metrics, config.rpc_timeout)],
             workers=config.grpc_workers,
         )
         self.http: ObservabilityServer | None = None

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from rds_csi.csi.status import status_for
+from rds_csi.deadlines import call_deadline
 from rds_csi.observability.logging import REQUEST_ID, log_event
 from rds_csi.observability.metrics import Metrics
 
@@ -39,8 +40,9 @@ else:
 
 
 class CsiCallInterceptor(_ServerInterceptor):
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, rpc_timeout: float) -> None:
         self._metrics = metrics
+        self._rpc_timeout = rpc_timeout
 
     def intercept_service(
         self,
@@ -60,6 +62,7 @@ class CsiCallInterceptor(_ServerInterceptor):
 
     def _observed(self, method: str, behaviour: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[..., Any]:
         metrics = self._metrics
+        rpc_timeout = self._rpc_timeout
 
         def call(request: Any, context: grpc.ServicerContext) -> Any:
             token = REQUEST_ID.set(_incoming_request_id(context))
@@ -67,8 +70,11 @@ class CsiCallInterceptor(_ServerInterceptor):
             code = grpc.StatusCode.OK
             message = ""
             metrics.csi_inflight.inc()
+            # Answer half a second before the caller gives up, so it hears why instead of timing out.
+            budget = min(rpc_timeout, max(0.0, context.time_remaining() - 0.5))
             try:
-                response = behaviour(request, context)
+                with call_deadline(budget):
+                    response = behaviour(request, context)
                 code = context.code() or grpc.StatusCode.OK  # type: ignore[attr-defined]
                 return response
             except Exception as exc:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from rds_csi import errors
+from rds_csi.deadlines import time_left
 from rds_csi.observability.logging import log_event
 from rds_csi.observability.metrics import Metrics
 from rds_csi.routeros.commands import (
@@ -166,7 +167,8 @@ class RouterOSClient:
             return self._execute(op, command)
 
     def _execute(self, op: str, command: Command, timeout: float | None = None) -> list[Record]:
-        return self._observe(op, lambda: self.transport.execute(command, timeout or self.command_timeout))
+        budget = time_left(timeout or self.command_timeout)
+        return self._observe(op, lambda: self.transport.execute(command, budget))
 
     def _observe(self, op: str, call: Callable[[], T]) -> T:
         started = time.perf_counter()
