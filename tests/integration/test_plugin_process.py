@@ -104,3 +104,17 @@ def test_version_and_help() -> None:
     assert helptext.returncode == 0
     assert "RDS_CSI_GRPC_WORKERS" in helptext.stdout
     assert "examples:" in helptext.stdout
+
+
+def test_demo_runs_the_lifecycle_end_to_end() -> None:
+    result = subprocess.run([*rds_csi_command(), "demo"], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for step in (
+        "CreateVolume pvc-demo-1 (1.5 GiB): allocated 1610612736 bytes",
+        "CreateSnapshot",
+        "from the snapshot",
+        "node expansion required=True",
+        "0 volumes left",
+        "demo finished: OK",
+    ):
+        assert step in result.stdout
