@@ -8,9 +8,13 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from rds_csi.config import load_plugin_config
+from rds_csi.csi.proto import csi_pb2_grpc
+from rds_csi.plugin import Plugin
 from rds_csi.simulator import FaultPlan, Simulator, SimulatorConfig
 from tests.integration.plugin_process import rds_csi_command
 
@@ -133,4 +137,42 @@ def spawn_simulator(directory: Path) -> SimulatorProcess:
         password_file=password_file,
         certificate=state / "rest-cert.pem",
         host_key=fields["host_key"],
+    )
+
+
+@dataclass
+class RunningController:
+    """A controller plugin, in this process, on a unix socket, with real gRPC stubs to it."""
+
+    plugin: Plugin
+    channel: grpc.Channel
+    identity: csi_pb2_grpc.IdentityStub
+    controller: csi_pb2_grpc.ControllerStub
+    node: csi_pb2_grpc.NodeStub
+
+    def stop(self) -> None:
+        self.channel.close()
+        self.plugin.stop()
+
+
+def start_controller(
+    access: SimulatorAccess, backend: str, socket_path: Path, **flags: str | None
+) -> RunningController:
+    options: dict[str, str | None] = {
+        "mode": "controller",
+        "endpoints": f"unix://{socket_path}",
+        "metrics_address": "off",
+        "log_level": "warning",
+        **access.plugin_flags(backend),
+        **flags,
+    }
+    plugin = Plugin(load_plugin_config(options, {}))
+    plugin.start()
+    channel = grpc.insecure_channel(f"unix://{socket_path}")
+    return RunningController(
+        plugin,
+        channel,
+        csi_pb2_grpc.IdentityStub(channel),
+        csi_pb2_grpc.ControllerStub(channel),
+        csi_pb2_grpc.NodeStub(channel),
     )

@@ -10,13 +10,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 import pytest
 
-from rds_csi.config import load_plugin_config
 from rds_csi.csi.proto import csi_pb2_grpc
-from rds_csi.plugin import Plugin
-from tests.support import SimulatorAccess, start_simulator
+from tests.support import RunningController, SimulatorAccess, start_controller, start_simulator
 
 GiB = 1 << 30
 
@@ -48,28 +45,16 @@ def conformance_simulator(conformance_dir: Path) -> Iterator[SimulatorAccess]:
 
 @pytest.fixture(scope="session")
 def _targets(conformance_dir: Path, conformance_simulator: SimulatorAccess) -> Iterator[dict[str, CsiTarget]]:
-    plugins: list[Plugin] = []
-    channels: list[grpc.Channel] = []
+    controllers: list[RunningController] = []
     targets: dict[str, CsiTarget] = {}
     try:
         for backend in ("ssh", "rest"):
-            socket_path = conformance_dir / f"{backend}.sock"
-            flags = {
-                "mode": "controller",
-                "endpoints": f"unix://{socket_path}",
-                "metrics_address": "off",
-                "log_level": "warning",
-                **conformance_simulator.plugin_flags(backend),
-            }
-            plugin = Plugin(load_plugin_config(flags, {}))
-            plugin.start()
-            plugins.append(plugin)
-            channel = grpc.insecure_channel(f"unix://{socket_path}")
-            channels.append(channel)
+            running = start_controller(conformance_simulator, backend, conformance_dir / f"{backend}.sock")
+            controllers.append(running)
             targets[backend] = CsiTarget(
-                identity=csi_pb2_grpc.IdentityStub(channel),
-                controller=csi_pb2_grpc.ControllerStub(channel),
-                node=csi_pb2_grpc.NodeStub(channel),
+                identity=running.identity,
+                controller=running.controller,
+                node=running.node,
                 node_id="sanity-node-1",
                 parameters={},
                 test_volume_size=10 * GiB,
@@ -77,10 +62,8 @@ def _targets(conformance_dir: Path, conformance_simulator: SimulatorAccess) -> I
             )
         yield targets
     finally:
-        for channel in channels:
-            channel.close()
-        for plugin in plugins:
-            plugin.stop()
+        for running in controllers:
+            running.stop()
 
 
 @pytest.fixture(params=["ssh", "rest"])

@@ -1,0 +1,208 @@
+"""Controller behaviour the sanity suite does not pin down: allocation reporting, lost replies, concurrency,
+backend failures. Real gRPC over a unix socket, the simulator over real SSH and REST."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+import pytest
+
+from rds_csi.csi.proto import csi_pb2
+from rds_csi.simulator import FaultRule
+from tests.support import RunningController, SimulatorAccess, start_controller, start_simulator
+
+GiB = 1 << 30
+Mode = csi_pb2.VolumeCapability.AccessMode.Mode
+
+
+def mount_cap() -> csi_pb2.VolumeCapability:
+    return csi_pb2.VolumeCapability(
+        access_mode=csi_pb2.VolumeCapability.AccessMode(mode=Mode.SINGLE_NODE_WRITER),
+        mount=csi_pb2.VolumeCapability.MountVolume(fs_type="ext4"),
+    )
+
+
+def create_request(name: str, size: int = GiB) -> csi_pb2.CreateVolumeRequest:
+    return csi_pb2.CreateVolumeRequest(
+        name=name, volume_capabilities=[mount_cap()], capacity_range=csi_pb2.CapacityRange(required_bytes=size)
+    )
+
+
+@pytest.fixture(scope="module")
+def workdir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="rds-ctl-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def sim(workdir: Path) -> Iterator[SimulatorAccess]:
+    access = start_simulator(workdir)
+    yield access
+    access.simulator.stop()
+
+
+@pytest.fixture(scope="module", params=["ssh", "rest"])
+def ctl(request: pytest.FixtureRequest, sim: SimulatorAccess, workdir: Path) -> Iterator[RunningController]:
+    backend = str(request.param)
+    running = start_controller(sim, backend, workdir / f"{backend}.sock", routeros_command_timeout="2")
+    yield running
+    running.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_faults(sim: SimulatorAccess) -> Iterator[None]:
+    sim.simulator.faults.clear_rules()
+    sim.simulator.faults.set_profile("zero")
+    yield
+    sim.simulator.faults.clear_rules()
+    sim.simulator.faults.set_profile("zero")
+
+
+def fault(sim: SimulatorAccess, **rule: object) -> None:
+    sim.simulator.faults.add_rule(FaultRule(**rule))  # type: ignore[arg-type]
+
+
+def delete(ctl: RunningController, volume_id: str) -> None:
+    ctl.controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume_id), timeout=30)
+
+
+def test_one_and_a_half_gib_allocates_and_reports_what_was_allocated(ctl: RunningController) -> None:
+    volume = ctl.controller.CreateVolume(create_request("pvc-alloc-15", 3 * GiB // 2), timeout=30).volume
+    try:
+        assert volume.capacity_bytes >= 3 * GiB // 2
+        assert volume.capacity_bytes == 3 * GiB // 2  # whole MiB already: nothing to round
+        odd = ctl.controller.CreateVolume(create_request("pvc-alloc-odd", GiB + 1), timeout=30).volume
+        assert odd.capacity_bytes == GiB + (1 << 20)  # rounded UP to the next MiB, reported as allocated
+        delete(ctl, "pvc-alloc-odd")
+    finally:
+        delete(ctl, "pvc-alloc-15")
+
+
+def test_retried_create_after_a_lost_reply_returns_the_same_volume(
+    ctl: RunningController, sim: SimulatorAccess
+) -> None:
+    fault(sim, op="add", kind="drop", times=1)
+    try:
+        first: csi_pb2.Volume | None = ctl.controller.CreateVolume(create_request("pvc-lost-add"), timeout=30).volume
+    except grpc.RpcError as exc:
+        assert exc.code() == grpc.StatusCode.UNAVAILABLE
+        first = None
+    second = ctl.controller.CreateVolume(create_request("pvc-lost-add"), timeout=30).volume
+    try:
+        assert second.volume_id == "pvc-lost-add"
+        if first is not None:
+            assert first == second
+        listed = ctl.controller.ListVolumes(csi_pb2.ListVolumesRequest(), timeout=30)
+        assert [e.volume.volume_id for e in listed.entries].count("pvc-lost-add") == 1
+    finally:
+        delete(ctl, "pvc-lost-add")
+
+
+def test_retried_expand_after_lost_replies_still_requests_node_expansion(
+    ctl: RunningController, sim: SimulatorAccess
+) -> None:
+    ctl.controller.CreateVolume(create_request("pvc-lost-set"), timeout=30)
+    try:
+        # Both the resize and the client's one idempotent repeat lose their replies: the call fails...
+        fault(sim, op="set", kind="drop", times=2)
+        expand = csi_pb2.ControllerExpandVolumeRequest(
+            volume_id="pvc-lost-set", capacity_range=csi_pb2.CapacityRange(required_bytes=2 * GiB)
+        )
+        with pytest.raises(grpc.RpcError) as failed:
+            ctl.controller.ControllerExpandVolume(expand, timeout=30)
+        assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+        # ...but the disk did grow; the resizer's retry must still get the node to grow the filesystem.
+        retried = ctl.controller.ControllerExpandVolume(expand, timeout=30)
+        assert retried.capacity_bytes == 2 * GiB
+        assert retried.node_expansion_required
+    finally:
+        delete(ctl, "pvc-lost-set")
+
+
+def test_block_expansion_needs_no_node_step(ctl: RunningController) -> None:
+    ctl.controller.CreateVolume(create_request("pvc-block-grow"), timeout=30)
+    try:
+        block = csi_pb2.VolumeCapability(
+            access_mode=csi_pb2.VolumeCapability.AccessMode(mode=Mode.SINGLE_NODE_WRITER),
+            block=csi_pb2.VolumeCapability.BlockVolume(),
+        )
+        grown = ctl.controller.ControllerExpandVolume(
+            csi_pb2.ControllerExpandVolumeRequest(
+                volume_id="pvc-block-grow",
+                capacity_range=csi_pb2.CapacityRange(required_bytes=2 * GiB),
+                volume_capability=block,
+            ),
+            timeout=30,
+        )
+        assert not grown.node_expansion_required
+    finally:
+        delete(ctl, "pvc-block-grow")
+
+
+def test_backend_lookup_failure_is_unavailable_never_not_found(ctl: RunningController, sim: SimulatorAccess) -> None:
+    fault(sim, op="print", kind="hang", times=1)
+    started = time.monotonic()
+    with pytest.raises(grpc.RpcError) as failed:
+        ctl.controller.ControllerGetVolume(csi_pb2.ControllerGetVolumeRequest(volume_id="pvc-whatever"), timeout=30)
+    assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert time.monotonic() - started < 5  # the 2 s command timeout, not the caller's 30 s
+
+
+def test_call_answers_before_the_callers_deadline(ctl: RunningController, sim: SimulatorAccess) -> None:
+    fault(sim, op="print", kind="hang")  # every lookup hangs
+    started = time.monotonic()
+    with pytest.raises(grpc.RpcError) as failed:
+        ctl.controller.CreateVolume(create_request("pvc-deadline"), timeout=1.5)
+    assert failed.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    assert time.monotonic() - started < 1.5
+
+
+def test_concurrent_operation_on_the_same_volume_is_aborted(ctl: RunningController, sim: SimulatorAccess) -> None:
+    sim.simulator.faults.set_profile("realistic")  # add takes ~0.5 s: long enough to overlap
+    results: list[grpc.StatusCode] = []
+
+    def create() -> None:
+        try:
+            ctl.controller.CreateVolume(create_request("pvc-same-name"), timeout=30)
+            results.append(grpc.StatusCode.OK)
+        except grpc.RpcError as exc:
+            results.append(exc.code())
+
+    threads = [threading.Thread(target=create) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    sim.simulator.faults.set_profile("zero")
+    try:
+        assert grpc.StatusCode.OK in results
+        assert set(results) <= {grpc.StatusCode.OK, grpc.StatusCode.ABORTED}
+        assert grpc.StatusCode.ABORTED in results
+    finally:
+        delete(ctl, "pvc-same-name")
+
+
+def test_hundred_concurrent_creates_and_deletes_with_realistic_latency(sim: SimulatorAccess, workdir: Path) -> None:
+    running = start_controller(sim, "ssh", workdir / "many.sock", routeros_pool_size="8", grpc_workers="100")
+    sim.simulator.faults.set_profile("realistic")
+    names = [f"pvc-many-{i:03d}" for i in range(100)]
+    try:
+        with ThreadPoolExecutor(max_workers=100) as pool:
+            created = list(pool.map(lambda n: running.controller.CreateVolume(create_request(n), timeout=60), names))
+            assert sorted(r.volume.volume_id for r in created) == names
+            listed = running.controller.ListVolumes(csi_pb2.ListVolumesRequest(), timeout=60)
+            assert set(names) <= {e.volume.volume_id for e in listed.entries}
+            list(pool.map(lambda n: delete(running, n), names))
+        listed = running.controller.ListVolumes(csi_pb2.ListVolumesRequest(), timeout=60)
+        assert not set(names) & {e.volume.volume_id for e in listed.entries}
+    finally:
+        sim.simulator.faults.set_profile("zero")
+        running.stop()
