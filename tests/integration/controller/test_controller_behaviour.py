@@ -7,6 +7,8 @@ import shutil
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,6 +18,7 @@ import pytest
 
 from rds_csi.csi.proto import csi_pb2
 from rds_csi.simulator import FaultRule
+from tests.integration.plugin_process import free_port
 from tests.support import RunningController, SimulatorAccess, start_controller, start_simulator
 
 GiB = 1 << 30
@@ -206,3 +209,25 @@ def test_hundred_concurrent_creates_and_deletes_with_realistic_latency(sim: Simu
     finally:
         sim.simulator.faults.set_profile("zero")
         running.stop()
+
+
+def test_probe_and_healthz_report_routeros_down_and_recover(workdir: Path) -> None:
+    directory = workdir / "probe"
+    directory.mkdir()
+    access = start_simulator(directory)
+    port = free_port()
+    running = start_controller(access, "ssh", directory / "p.sock", metrics_address=f"127.0.0.1:{port}")
+    healthz = f"http://127.0.0.1:{port}/healthz"
+    try:
+        assert running.identity.Probe(csi_pb2.ProbeRequest(), timeout=30).ready.value
+        access.simulator.faults.add_rule(FaultRule(op="any", kind="error", message="connection lost", times=2))
+        assert not running.identity.Probe(csi_pb2.ProbeRequest(), timeout=30).ready.value
+        with pytest.raises(urllib.error.HTTPError) as unhealthy:
+            urllib.request.urlopen(healthz, timeout=30)
+        assert unhealthy.value.code == 503
+        assert b"routeros" in unhealthy.value.read()
+        assert running.identity.Probe(csi_pb2.ProbeRequest(), timeout=30).ready.value  # the fault wore off
+        assert urllib.request.urlopen(healthz, timeout=30).status == 200
+    finally:
+        running.stop()
+        access.simulator.stop()
