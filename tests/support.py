@@ -160,7 +160,7 @@ def start_controller(
 ) -> RunningController:
     options: dict[str, str | None] = {
         "mode": "controller",
-        "endpoints": f"unix://{socket_path}",
+        "endpoint": f"unix://{socket_path}",
         "metrics_address": "off",
         "log_level": "warning",
         **access.plugin_flags(backend),

@@ -17,10 +17,10 @@ EXIT_RUNTIME = 1
 _EXAMPLES = """\
 examples:
   # controller and node in one process, on a local socket, metrics on :9809
-  rds-csi plugin --mode all --node-id worker-1 --endpoints unix:///tmp/rds-csi/csi.sock
+  rds-csi plugin --mode all --node-id worker-1 --endpoint unix:///tmp/rds-csi/csi.sock
 
   # node plugin as the DaemonSet runs it (settings may also come from RDS_CSI_* variables)
-  RDS_CSI_NODE_ID=$(hostname) rds-csi plugin --mode node --endpoints unix:///csi/csi.sock --log-format json
+  RDS_CSI_NODE_ID=$(hostname) rds-csi plugin --mode node --endpoint unix:///csi/csi.sock --log-format json
 """
 
 

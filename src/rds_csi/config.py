@@ -103,7 +103,7 @@ class VolumeConfig:
 @dataclass(frozen=True, slots=True)
 class PluginConfig:
     mode: Mode
-    endpoints: tuple[Endpoint, ...]
+    endpoint: tuple[Endpoint, ...]
     node_id: str
     driver_name: str
     grpc_workers: int
@@ -300,10 +300,10 @@ class OptionSpec:
 PLUGIN_OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("mode", "all", _choice(Mode), "which services to run: controller, node or all", "MODE"),
     OptionSpec(
-        "endpoints",
+        "endpoint",
         "unix:///csi/csi.sock",
         parse_endpoints,
-        "CSI gRPC endpoints, comma separated: unix:///path or tcp://host:port",
+        "CSI gRPC endpoint(s), comma separated: unix:///path or tcp://host:port",
         "ENDPOINT",
     ),
     OptionSpec("node_id", "", _node_id, "this node's name (required in node and all modes)", "NAME"),
@@ -444,6 +444,9 @@ def _routeros_config(values: Mapping[str, Any]) -> RouterOSConfig:
 
 
 def load_plugin_config(flags: Mapping[str, str | None], env: Mapping[str, str]) -> PluginConfig:
+    unknown = set(flags) - {o.field for o in ALL_OPTIONS}
+    if unknown:  # a caller's typo would otherwise silently fall back to a default
+        raise ValueError(f"unknown plugin option(s): {', '.join(sorted(unknown))}")
     values = resolve(ALL_OPTIONS, flags, env)
     mode: Mode = values["mode"]
     if mode.runs_node and not values["node_id"]:

@@ -126,7 +126,7 @@ def run_demo(out: TextIO) -> int:
         {
             "mode": "all",
             "node_id": "demo-node",
-            "endpoints": f"unix://{workdir}/csi.sock",
+            "endpoint": f"unix://{workdir}/csi.sock",
             "metrics_address": "127.0.0.1:0",
             "log_level": "error",
         },

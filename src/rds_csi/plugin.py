@@ -59,7 +59,7 @@ class Plugin:
             )
             registrations.append(self.controller.register)
         self.server = CsiServer(
-            endpoints=config.endpoints,
+            endpoints=config.endpoint,
             registrations=registrations,
             interceptors=[CsiCallInterceptor(self.metrics, config.rpc_timeout)],
             workers=config.grpc_workers,

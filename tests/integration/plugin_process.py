@@ -78,7 +78,7 @@ def start_plugin(socket_path: Path, extra: Sequence[str] = (), env: dict[str, st
         "all",
         "--node-id",
         "node-1",
-        "--endpoints",
+        "--endpoint",
         f"unix://{socket_path}",
         "--metrics-address",
         f"127.0.0.1:{port}",

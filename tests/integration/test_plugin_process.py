@@ -82,7 +82,7 @@ def test_non_socket_file_at_endpoint_is_never_deleted(short_tmp: Path) -> None:
         (["plugin", "--bogus"], "--bogus"),
         (["plugin", "--node-id", "n", "--grpc-workers", "lots"], "--grpc-workers"),
         (["plugin", "--mode", "node"], "--node-id"),
-        (["plugin", "--node-id", "n", "--endpoints", "http://x"], "--endpoints"),
+        (["plugin", "--node-id", "n", "--endpoint", "http://x"], "--endpoint"),
         (["frobnicate"], "frobnicate"),
     ],
 )

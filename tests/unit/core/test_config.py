@@ -24,7 +24,7 @@ def load(flags: Mapping[str, str | None] | None = None, env: Mapping[str, str] |
 def test_defaults_are_the_documented_ones() -> None:
     config = load()
     assert config.mode is Mode.ALL
-    assert config.endpoints == (Endpoint("unix", "/csi/csi.sock"),)
+    assert config.endpoint == (Endpoint("unix", "/csi/csi.sock"),)
     assert config.driver_name == DEFAULT_DRIVER_NAME
     assert config.metrics_address == HostPort("0.0.0.0", 9809)
     assert config.log_format is LogFormat.TEXT
@@ -47,10 +47,10 @@ def test_environment_error_names_flag_and_variable() -> None:
     ("field", "value", "flag"),
     [
         ("mode", "everything", "--mode"),
-        ("endpoints", "http://x", "--endpoints"),
-        ("endpoints", "unix://relative.sock", "--endpoints"),
-        ("endpoints", "unix:///" + "a" * 120, "--endpoints"),
-        ("endpoints", "unix:///a.sock,unix:///a.sock", "--endpoints"),
+        ("endpoint", "http://x", "--endpoint"),
+        ("endpoint", "unix://relative.sock", "--endpoint"),
+        ("endpoint", "unix:///" + "a" * 120, "--endpoint"),
+        ("endpoint", "unix:///a.sock,unix:///a.sock", "--endpoint"),
         ("grpc_workers", "many", "--grpc-workers"),
         ("shutdown_timeout", "-1", "--shutdown-timeout"),
         ("metrics_address", "9809", "--metrics-address"),
@@ -75,8 +75,8 @@ def test_node_id_required_when_node_service_runs() -> None:
 
 
 def test_endpoints_accept_unix_and_tcp_together() -> None:
-    config = load({"node_id": "n", "endpoints": "unix:///run/csi.sock, tcp://127.0.0.1:10000"})
-    assert config.endpoints == (Endpoint("unix", "/run/csi.sock"), Endpoint("tcp", "127.0.0.1:10000"))
+    config = load({"node_id": "n", "endpoint": "unix:///run/csi.sock, tcp://127.0.0.1:10000"})
+    assert config.endpoint == (Endpoint("unix", "/run/csi.sock"), Endpoint("tcp", "127.0.0.1:10000"))
 
 
 def test_metrics_can_be_disabled_and_bound_to_ipv6() -> None:
@@ -132,3 +132,8 @@ def test_bad_backend_values_name_their_flag(field: str, value: str, flag: str) -
     with pytest.raises(ConfigError) as info:
         load({"node_id": "n", field: value})
     assert info.value.option == flag
+
+
+def test_unknown_option_names_are_a_programming_error() -> None:
+    with pytest.raises(ValueError, match="endpoints"):
+        load_plugin_config({"endpoints": "unix:///x.sock"}, {})
