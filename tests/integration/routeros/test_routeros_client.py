@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import paramiko
 import pytest
 
 from rds_csi import errors
@@ -19,8 +20,16 @@ from rds_csi.routeros.names import backing_file_path, parse_router_path
 from rds_csi.routeros.rest import RestSettings, RestTransport
 from rds_csi.routeros.ssh import HostKeyMismatch, SshPool, SshSettings, SshTransport
 from rds_csi.routeros.transport import CommandOutcomeUnknown
-from rds_csi.simulator import FaultRule
-from tests.support import SIM_PASSWORD, SIM_USER, SimulatorAccess, SimulatorProcess, spawn_simulator, start_simulator
+from rds_csi.simulator import FaultPlan, FaultRule, Simulator, SimulatorConfig
+from tests.support import (
+    SIM_PASSWORD,
+    SIM_USER,
+    SimulatorAccess,
+    SimulatorProcess,
+    spawn_simulator,
+    start_simulator,
+    write_client_key,
+)
 
 GiB = 1 << 30
 BASE = "/storage-pool/metal-csi"
@@ -333,3 +342,83 @@ def test_unreachable_router_is_unavailable_with_backoff() -> None:
     assert time.monotonic() - started < 2.0
     assert pool.stats() == (0, 0)
     pool.close()
+
+
+def test_rsa_client_key_authenticates(short_tmp: Path) -> None:
+    key = paramiko.RSAKey.generate(2048)
+    key_file = short_tmp / "id_rsa"
+    key.write_private_key_file(str(key_file))
+    (short_tmp / "id_rsa.pub").write_text(f"{key.get_name()} {key.get_base64()}\n")
+    simulator = Simulator(
+        SimulatorConfig(
+            state_dir=short_tmp / "rsa-sim",
+            rest_port=None,
+            control_port=None,
+            faults=FaultPlan(profile="zero"),
+            authorized_keys=(short_tmp / "id_rsa.pub",),
+        )
+    ).start()
+    settings = SshSettings(
+        host="127.0.0.1",
+        port=simulator.ssh_port,
+        username="admin",
+        key_file=str(key_file),
+        pinned_host_key=simulator.host_key_fingerprint,
+    )
+    client = RouterOSClient(SshTransport(SshPool(settings)), command_timeout=5)
+    try:
+        assert client.system_resource().version
+    finally:
+        client.transport.close()
+        simulator.stop()
+
+
+def test_pool_survives_an_rds_restart(short_tmp: Path) -> None:
+    """Idle pooled connections die with the router; the next command reconnects transparently."""
+    state = short_tmp / "restart-sim"
+
+    def boot(port: int = 0) -> Simulator:
+        return Simulator(
+            SimulatorConfig(
+                state_dir=state,
+                ssh_port=port,
+                rest_port=None,
+                control_port=None,
+                faults=FaultPlan(profile="zero"),
+                persist_file=state / "model.json",
+                authorized_keys=(write_key_pub(short_tmp),),
+            )
+        ).start()
+
+    first = boot()
+    port = first.ssh_port
+    settings = SshSettings(
+        host="127.0.0.1",
+        port=port,
+        username="admin",
+        key_file=str(short_tmp / "id_ed25519"),
+        pinned_host_key=first.host_public_key,  # the same persistent host key after the restart
+        pool_size=2,
+        backoff_initial=0.05,
+        backoff_max=0.2,
+    )
+    client = RouterOSClient(SshTransport(SshPool(settings)), command_timeout=5)
+    try:
+        slot = fresh_slot()
+        create(client, slot)
+        first.stop()
+        second = boot(port)
+        try:
+            assert client.get_disk(slot) is not None  # persisted by the RDS, reached over a new connection
+            assert client.transport.pool_stats() == (1, 0)  # one fresh connection, back in the pool
+        finally:
+            second.stop()
+    finally:
+        client.transport.close()
+
+
+def write_key_pub(directory: Path) -> Path:
+    public = directory / "id_ed25519.pub"
+    if not public.exists():
+        write_client_key(directory)
+    return public
