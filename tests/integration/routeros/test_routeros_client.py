@@ -402,7 +402,8 @@ def test_pool_survives_an_rds_restart(short_tmp: Path) -> None:
         backoff_initial=0.05,
         backoff_max=0.2,
     )
-    client = RouterOSClient(SshTransport(SshPool(settings)), command_timeout=5)
+    transport = SshTransport(SshPool(settings))
+    client = RouterOSClient(transport, command_timeout=5)
     try:
         slot = fresh_slot()
         create(client, slot)
@@ -410,7 +411,7 @@ def test_pool_survives_an_rds_restart(short_tmp: Path) -> None:
         second = boot(port)
         try:
             assert client.get_disk(slot) is not None  # persisted by the RDS, reached over a new connection
-            assert client.transport.pool_stats() == (1, 0)  # one fresh connection, back in the pool
+            assert transport.pool_stats() == (1, 0)  # one fresh connection, back in the pool
         finally:
             second.stop()
     finally:
