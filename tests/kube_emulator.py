@@ -157,12 +157,20 @@ class KubeEmulator:
         claim_uid: str | None = None,
         volume_handle: str | None = None,
         annotations: dict[str, str] | None = None,
+        access_modes: tuple[str, ...] = ("ReadWriteOnce",),
+        volume_mode: str = "Filesystem",
+        volume_attributes: dict[str, str] | None = None,
+        read_only: bool = False,
     ) -> Obj:
+        csi: Obj = {"driver": driver, "volumeHandle": volume_handle or name, "readOnly": read_only}
+        if volume_attributes:
+            csi["volumeAttributes"] = dict(volume_attributes)
         spec: Obj = {
             "capacity": {"storage": "1Gi"},
-            "accessModes": ["ReadWriteOnce"],
+            "accessModes": list(access_modes),
+            "volumeMode": volume_mode,
             "persistentVolumeReclaimPolicy": "Delete",
-            "csi": {"driver": driver, "volumeHandle": volume_handle or name},
+            "csi": csi,
         }
         if claim is not None:
             spec["claimRef"] = {"kind": "PersistentVolumeClaim", "apiVersion": "v1", "namespace": claim[0],

@@ -103,6 +103,10 @@ class PvInfo:
     annotations: Mapping[str, str] = field(default_factory=dict)
     claim_uid: str | None = None
     volume_handle: str | None = None
+    access_modes: tuple[str, ...] = ()
+    volume_mode: str | None = None  # "Block" or "Filesystem"
+    volume_attributes: Mapping[str, str] = field(default_factory=dict)  # the CSI volume_context
+    read_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +185,10 @@ def pv_info(pv: client.V1PersistentVolume) -> PvInfo:
         annotations=dict(meta.annotations or {}),
         claim_uid=claim.uid if claim is not None else None,
         volume_handle=spec.csi.volume_handle if spec.csi is not None else None,
+        access_modes=tuple(spec.access_modes or ()),
+        volume_mode=spec.volume_mode,
+        volume_attributes=dict((spec.csi.volume_attributes or {}) if spec.csi is not None else {}),
+        read_only=bool(spec.csi.read_only) if spec.csi is not None else False,
     )
 
 

@@ -146,3 +146,19 @@ current-context: emu
     emulator.add_node("worker-1")
     api = KubeApi(KubeSettings(kubeconfig=str(kubeconfig)))
     assert api.node_exists("worker-1") is True
+
+
+def test_pv_info_carries_access_mode_volume_mode_and_context(emulator: KubeEmulator, api: KubeApi) -> None:
+    emulator.add_pv(
+        "pvc-vm-disk",
+        driver=DRIVER,
+        access_modes=("ReadWriteMany",),
+        volume_mode="Block",
+        volume_attributes={"migrationTimeoutSeconds": "600"},
+        read_only=True,
+    )
+    info = api.get_pv("pvc-vm-disk")
+    assert info.access_modes == ("ReadWriteMany",)
+    assert info.volume_mode == "Block"
+    assert info.volume_attributes == {"migrationTimeoutSeconds": "600"}
+    assert info.read_only
