@@ -17,8 +17,9 @@ import logging
 import random
 import socket
 import threading
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import paramiko
 
@@ -79,6 +80,15 @@ def host_key_fingerprint(key: paramiko.PKey) -> str:
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
+@dataclass(slots=True)
+class _Ticket:
+    """A thread waiting for a connection; served strictly in arrival order."""
+
+    ready: threading.Event = field(default_factory=threading.Event)
+    granted: bool = False
+    conn: _Connection | None = None
+
+
 class _Connection:
     def __init__(self, transport: paramiko.Transport) -> None:
         self.transport = transport
@@ -105,8 +115,9 @@ class SshPool:
         self._metrics = metrics
         self._clock = clock or SystemClock()
         self._rng = rng or random.Random()
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._idle: list[_Connection] = []
+        self._waiters: deque[_Ticket] = deque()
         self._open = 0
         self._busy = 0
         self._closed = False
@@ -154,15 +165,16 @@ class SshPool:
 
     def stats(self) -> tuple[int, int]:
         """(open connections, busy connections)."""
-        with self._cond:
+        with self._lock:
             return self._open, self._busy
 
     def close(self) -> None:
-        with self._cond:
+        with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
             self._open -= len(idle)
-            self._cond.notify_all()
+            for ticket in self._waiters:
+                ticket.ready.set()  # not granted: the waiter sees the pool closed
         for conn in idle:
             conn.close()
         self._publish_stats()
@@ -172,25 +184,33 @@ class SshPool:
     def _acquire(self, deadline: float) -> _Connection:
         while True:
             conn: _Connection | None
-            with self._cond:
-                while True:
-                    if self._closed:
-                        raise errors.Unavailable("RouterOS SSH pool is closed")
-                    if self._idle:
-                        conn = self._idle.pop()
-                        self._busy += 1
-                        break
-                    if self._open < self.settings.pool_size:
-                        self._open += 1
-                        self._busy += 1
-                        conn = None
-                        break
-                    remaining = deadline - self._clock.now()
-                    if remaining <= 0:
+            ticket: _Ticket | None = None
+            with self._lock:
+                if self._closed:
+                    raise errors.Unavailable("RouterOS SSH pool is closed")
+                # Nobody overtakes a waiter: otherwise a thread that releases and re-acquires in a loop (an RPC
+                # issuing several commands) can starve the others past their timeout.
+                if self._idle and not self._waiters:
+                    conn = self._idle.pop()
+                    self._busy += 1
+                elif self._open < self.settings.pool_size and not self._waiters:
+                    self._open += 1
+                    self._busy += 1
+                    conn = None
+                else:
+                    ticket = _Ticket()
+                    self._waiters.append(ticket)
+            if ticket is not None:
+                ticket.ready.wait(max(0.0, deadline - self._clock.now()))
+                with self._lock:
+                    if not ticket.granted:
+                        self._waiters.remove(ticket)
+                        if self._closed:
+                            raise errors.Unavailable("RouterOS SSH pool is closed")
                         raise errors.Unavailable(
                             f"all {self.settings.pool_size} RouterOS SSH connections stayed busy; retry later"
                         )
-                    self._cond.wait(remaining)
+                conn = ticket.conn  # None: we were handed the right to open a new connection
             self._publish_stats()
             if conn is None:
                 try:
@@ -202,15 +222,25 @@ class SshPool:
                 return conn
             self._discard(conn)
 
+    def _hand_over(self, conn: _Connection | None) -> bool:
+        """Give a busy slot (a connection, or None: "open a new one") to the longest waiter; caller holds the lock."""
+        if not self._waiters or self._closed:
+            return False
+        ticket = self._waiters.popleft()
+        ticket.conn, ticket.granted = conn, True
+        ticket.ready.set()
+        return True
+
     def _release(self, conn: _Connection) -> None:
-        with self._cond:
-            self._busy -= 1
-            if self._closed:
+        with self._lock:
+            closed = self._closed
+            if closed:
                 self._open -= 1
-            else:
+                self._busy -= 1
+            elif not self._hand_over(conn):
                 self._idle.append(conn)
-            self._cond.notify()
-        if self._closed:
+                self._busy -= 1
+        if closed:
             conn.close()
         self._publish_stats()
 
@@ -219,10 +249,10 @@ class SshPool:
         self._forget_slot()
 
     def _forget_slot(self) -> None:
-        with self._cond:
-            self._busy -= 1
-            self._open -= 1
-            self._cond.notify()
+        with self._lock:
+            if not self._hand_over(None):
+                self._busy -= 1
+                self._open -= 1
         self._publish_stats()
 
     def _publish_stats(self) -> None:

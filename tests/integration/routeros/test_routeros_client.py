@@ -376,6 +376,7 @@ def test_rsa_client_key_authenticates(short_tmp: Path) -> None:
 def test_pool_survives_an_rds_restart(short_tmp: Path) -> None:
     """Idle pooled connections die with the router; the next command reconnects transparently."""
     state = short_tmp / "restart-sim"
+    key_file, public_file = write_client_key(short_tmp)
 
     def boot(port: int = 0) -> Simulator:
         return Simulator(
@@ -386,7 +387,7 @@ def test_pool_survives_an_rds_restart(short_tmp: Path) -> None:
                 control_port=None,
                 faults=FaultPlan(profile="zero"),
                 persist_file=state / "model.json",
-                authorized_keys=(write_key_pub(short_tmp),),
+                authorized_keys=(public_file,),
             )
         ).start()
 
@@ -396,7 +397,7 @@ def test_pool_survives_an_rds_restart(short_tmp: Path) -> None:
         host="127.0.0.1",
         port=port,
         username="admin",
-        key_file=str(short_tmp / "id_ed25519"),
+        key_file=str(key_file),
         pinned_host_key=first.host_public_key,  # the same persistent host key after the restart
         pool_size=2,
         backoff_initial=0.05,
@@ -418,8 +419,39 @@ def test_pool_survives_an_rds_restart(short_tmp: Path) -> None:
         client.transport.close()
 
 
-def write_key_pub(directory: Path) -> Path:
-    public = directory / "id_ed25519.pub"
-    if not public.exists():
-        write_client_key(directory)
-    return public
+def test_pool_serves_waiters_in_arrival_order(sim: SimulatorAccess) -> None:
+    """A thread issuing commands back to back must not starve another one waiting for the only connection."""
+    sim.simulator.faults.clear_rules()
+    settings = SshSettings(
+        host="127.0.0.1",
+        port=sim.simulator.ssh_port,
+        username=SIM_USER,
+        key_file=str(sim.key_file),
+        pinned_host_key=sim.simulator.host_public_key,
+        pool_size=1,
+    )
+    pool = SshPool(settings)
+    progress = 0
+    stop = threading.Event()
+
+    def busy_loop() -> None:
+        nonlocal progress
+        while not stop.is_set():
+            pool.run("/system resource print", 10.0)
+            progress += 1
+
+    hog = threading.Thread(target=busy_loop)
+    hog.start()
+    try:
+        assert poll(lambda: progress >= 5)
+        overtaken = []
+        for _ in range(5):
+            before = progress
+            pool.run("/system resource print", 10.0)
+            overtaken.append(progress - before)
+        # FIFO: the hog finishes at most the command it was running, plus one queued before us.
+        assert max(overtaken) <= 2, overtaken
+    finally:
+        stop.set()
+        hog.join(10)
+        pool.close()
