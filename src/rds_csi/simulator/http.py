@@ -82,6 +82,8 @@ class TrackedHTTPServer(ThreadingHTTPServer):
 
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, address = super().get_request()
+        # Headers and body go out in separate writes; without this the body waits for the client's delayed ACK.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.tls is not None:
             # The handshake runs later in the handler thread, so a silent client cannot stall accept().
             sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
