@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from rds_csi.backends import ensure_client_key
 from rds_csi.config import load_plugin_config
 from rds_csi.csi.proto import csi_pb2_grpc
 from rds_csi.plugin import Plugin
@@ -52,16 +51,7 @@ class SimulatorAccess:
 
 
 def write_client_key(directory: Path) -> tuple[Path, Path]:
-    key = Ed25519PrivateKey.generate()
-    key_file, public_file = directory / "id_ed25519", directory / "id_ed25519.pub"
-    key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
-    )
-    key_file.chmod(0o600)
-    public_file.write_bytes(
-        key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH) + b"\n"
-    )
-    return key_file, public_file
+    return ensure_client_key(directory)
 
 
 def start_simulator(directory: Path, profile: str = "zero") -> SimulatorAccess:

@@ -82,7 +82,7 @@ class RouterOSBackend:
         else:
             self._temp_dir = state_dir = Path(tempfile.mkdtemp(prefix="rds-csi-sim-"))
         state_dir.mkdir(parents=True, exist_ok=True)
-        key_file, public_file = _client_key(state_dir)
+        key_file, public_file = ensure_client_key(state_dir)
         simulator = Simulator(
             SimulatorConfig(
                 state_dir=state_dir,
@@ -115,8 +115,8 @@ def _read_secret(path: str) -> str:
     return Path(path).read_text(encoding="utf-8").strip()
 
 
-def _client_key(state_dir: Path) -> tuple[Path, Path]:
-    """An Ed25519 client key for the embedded simulator, generated once per state dir."""
+def ensure_client_key(state_dir: Path) -> tuple[Path, Path]:
+    """An Ed25519 client key (OpenSSH private key file and ``.pub``), generated once per directory."""
     key_file, public_file = state_dir / "client_ed25519", state_dir / "client_ed25519.pub"
     if not key_file.exists():
         key = Ed25519PrivateKey.generate()
