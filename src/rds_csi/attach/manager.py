@@ -1,0 +1,499 @@
+"""Applies the attachment rules to the table: snapshot, decide (pure), fetch facts if asked, commit, report.
+
+Per-volume serialization: every decision and its commit happen under that volume's manager lock (striped), so a
+publish, an unpublish, a watch event and the reconciler never interleave inside one volume's decision. The lock
+is never held across I/O: facts are fetched with it released, are bound to the snapshot they were asked for, and
+are thrown away if the volume changed meanwhile. Events are posted and logged after the lock is released.
+
+Side state the table has no field for lives here, written in the same critical section as the table change:
+the readonly flag each (volume, node) was published with. A migration's window needs no side state, because
+the deadline recorded when it starts already carries it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Final, Literal, Protocol
+
+from rds_csi import errors
+from rds_csi._native import AccessKind, AttachmentTable, VolumeEntry
+from rds_csi.attach.decisions import (
+    DEFAULT_GRACE_SECONDS,
+    Admit,
+    AlreadyPublished,
+    BlockerFacts,
+    ClearStale,
+    ClearStaleThenAdmit,
+    Decision,
+    Detach,
+    Event,
+    ExpireMigration,
+    Incompatible,
+    MigrationEnd,
+    NeedFacts,
+    NodeFacts,
+    Nothing,
+    PublishRequest,
+    Refuse,
+    RetryLater,
+    Sync,
+    access_kind,
+    decide_expiry,
+    decide_observed_attach,
+    decide_publish,
+    decide_stale,
+    decide_unpublish,
+    decide_va_deleted,
+)
+from rds_csi.attach.rebuild import VolumeAttachmentFact, plan_rebuild
+from rds_csi.clock import Clock
+from rds_csi.observability.logging import log_event
+from rds_csi.observability.metrics import Metrics
+
+_log = logging.getLogger(__name__)
+
+_LOCK_STRIPES: Final = 64
+# Facts fetched for one snapshot are discarded when the volume changes; past this many rounds a publish gives up
+# with ABORTED rather than chase a volume that keeps changing.
+_MAX_ROUNDS: Final = 8
+
+VaEventKind = Literal["ADDED", "MODIFIED", "DELETED"]
+_VA_EVENT_KINDS: Final = frozenset({"ADDED", "MODIFIED", "DELETED"})
+
+MigrationAllowed = Callable[[str, str], bool | None]
+"""Strict migration mode: ``(volume_id, target_node) -> True`` to allow, ``False``/``None`` (unknown) to refuse."""
+
+
+class AttachmentFacts(Protocol):
+    """What the API server says; ``None`` when it cannot tell (never proof that something is gone)."""
+
+    def volume_attachment_exists(self, volume_id: str, node_id: str) -> bool | None: ...
+
+    def node_exists(self, node_id: str) -> bool | None: ...
+
+
+class EventSink(Protocol):
+    """Posts a Kubernetes event on the volume's PVC; expected to enqueue and return (best effort)."""
+
+    def post(self, volume_id: str, reason: str, message: str, *, warning: bool = False) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileReport:
+    """One reconciler pass: ``cleared`` (volume, node) pairs, volumes whose migration expired, idle entries
+    forgotten, volumes skipped because they changed while their facts were fetched, and volumes left as they were."""
+
+    examined: int
+    cleared: tuple[tuple[str, str], ...]
+    expired_migrations: tuple[str, ...]
+    forgotten: tuple[str, ...]
+    skipped: tuple[str, ...]
+    unchanged: int
+
+
+class AttachmentManager:
+    """The controller's attachment authority; also the ``PublicationView`` the controller service reads."""
+
+    def __init__(
+        self,
+        table: AttachmentTable,
+        facts: AttachmentFacts,
+        events: EventSink,
+        clock: Clock,
+        metrics: Metrics,
+        *,
+        grace_seconds: float = DEFAULT_GRACE_SECONDS,
+        strict_migration: bool = False,
+        migration_allowed: MigrationAllowed | None = None,
+    ) -> None:
+        if not (math.isfinite(grace_seconds) and grace_seconds >= 0):
+            raise ValueError(f"grace_seconds must be a finite number >= 0, got {grace_seconds!r}")
+        if strict_migration and migration_allowed is None:
+            raise ValueError("strict migration mode needs a migration_allowed hook")
+        self._table = table
+        self._facts = facts
+        self._events = events
+        self._clock = clock
+        self._metrics = metrics
+        self._grace = float(grace_seconds)
+        self._strict = strict_migration
+        self._migration_allowed = migration_allowed
+        self._locks = tuple(threading.Lock() for _ in range(_LOCK_STRIPES))
+        self._readonly: dict[tuple[str, str], bool] = {}
+        # Volumes with a live (not failed) migration, for the active gauge; kept with its own lock because a
+        # gauge set from two threads must not go back in time.
+        self._migrating: set[str] = set()
+        self._gauge_lock = threading.Lock()
+
+    # ---- public API --------------------------------------------------------------------------------------------
+
+    def publish(self, request: PublishRequest) -> None:
+        """Attach ``request.node_id``, or raise: ``FailedPrecondition`` (another node holds the volume and may keep
+        it), ``Aborted`` (inside a grace window, or the volume kept changing; retry), ``AlreadyExists`` (published
+        to that node with another readonly flag or access kind)."""
+        with self._timed("publish"):
+            self._publish(request)
+
+    def unpublish(self, volume_id: str, node_id: str) -> None:
+        """Detach; an unknown volume or node is a success. A migration source leaving completes the migration, its
+        target leaving rolls it back, and the other node stays attached either way."""
+        with self._timed("unpublish"):
+            with self._lock(volume_id):
+                now = self._clock.now()
+                entry, events = self._settle(volume_id, now)
+                decision = decide_unpublish(entry, node_id, now)
+                events += self._apply(volume_id, entry, decision)
+            self._post(volume_id, events)
+            log_event(_log, "attach.unpublish", volume_id=volume_id, node_id=node_id, outcome=_outcome(decision))
+
+    def published_nodes(self, volume_id: str) -> list[str]:
+        """Nodes holding the volume, in attach order (a migration source first)."""
+        return list(self._table.nodes(volume_id))
+
+    def rebuild(self, records: Iterable[VolumeAttachmentFact]) -> None:
+        """Replace all state with what the VolumeAttachments say (see ``rebuild.plan_rebuild``). Migrations whose
+        window passed while nobody was watching are failed by the next publish, unpublish or reconcile."""
+        plan = plan_rebuild(records)
+        with ExitStack() as held:
+            for lock in self._locks:
+                held.enter_context(lock)
+            self._table.replace_all(plan.entries)
+            self._readonly.clear()
+            self._readonly.update(plan.readonly)
+            with self._gauge_lock:
+                self._migrating = {entry.volume_id for entry in plan.entries if _migration_live(entry)}
+                self._set_gauges()
+        for entry in plan.entries:
+            _warn_if_two_writers(entry)
+        for fact in plan.left_out:
+            log_event(
+                _log,
+                "attach.rebuild.left_out",
+                logging.ERROR,
+                volume_id=fact.volume_id,
+                node_id=fact.node_id,
+                reason="the volume has two newer attached VolumeAttachments",
+            )
+        log_event(
+            _log,
+            "attach.rebuild",
+            volumes=len(plan.entries),
+            attachments=sum(len(entry.nodes) for entry in plan.entries),
+            migrations=sum(1 for entry in plan.entries if entry.migration is not None),
+        )
+
+    def apply_va_event(self, kind: VaEventKind, record: VolumeAttachmentFact) -> None:
+        """Follow a VolumeAttachment watch: ADDED/MODIFIED and attached -> make sure the node is recorded;
+        DELETED -> detach (not an attachment younger than the grace period: see ``decide_va_deleted``)."""
+        if kind not in _VA_EVENT_KINDS:
+            raise ValueError(f"unknown VolumeAttachment event kind {kind!r}")
+        volume_id = record.volume_id
+        with self._lock(volume_id):
+            now = self._clock.now()
+            entry, events = self._settle(volume_id, now)
+            decision: Decision
+            if kind == "DELETED":
+                decision = decide_va_deleted(entry, record.node_id, now, self._grace)
+            elif record.attached:
+                decision = decide_observed_attach(
+                    entry,
+                    volume_id,
+                    record.node_id,
+                    kind=access_kind(record.multi_node_block),
+                    migration_timeout=record.migration_timeout,
+                    now=now,
+                )
+            else:
+                decision = Nothing()
+            events += self._apply(volume_id, entry, decision)
+            if isinstance(decision, Sync) and record.readonly is not None:
+                self._readonly[volume_id, record.node_id] = record.readonly
+        self._post(volume_id, events)
+        if isinstance(decision, Sync):
+            _warn_if_two_writers(decision.new_entry)
+        log_event(
+            _log, "attach.va_event", kind=kind, volume_id=volume_id, node_id=record.node_id, outcome=_outcome(decision)
+        )
+
+    def reconcile(self) -> ReconcileReport:
+        """One pass over every volume: fail expired migrations, clear attachments whose node or VolumeAttachment
+        is provably gone, forget volumes idle past their grace period. Facts are fetched without any lock held."""
+        node_cache: dict[str, bool | None] = {}
+        cleared: list[tuple[str, str]] = []
+        expired: list[str] = []
+        forgotten: list[str] = []
+        skipped: list[str] = []
+        unchanged = 0
+        volume_ids = self._table.volume_ids()
+        for volume_id in volume_ids:
+            with self._lock(volume_id):
+                now = self._clock.now()
+                entry, events = self._settle(volume_id, now)
+            self._post(volume_id, events)
+            if events:
+                expired.append(volume_id)
+            if entry is None:
+                continue
+            if not entry.nodes:
+                if self._forget_if_idle(volume_id, entry, now):
+                    forgotten.append(volume_id)
+                elif not events:
+                    unchanged += 1
+                continue
+            cleared_here = self._clear_stale(volume_id, entry, node_cache)
+            if cleared_here is None:
+                skipped.append(volume_id)
+            elif cleared_here:
+                cleared.extend((volume_id, node) for node in cleared_here)
+            elif not events:
+                unchanged += 1
+        report = ReconcileReport(
+            len(volume_ids), tuple(cleared), tuple(expired), tuple(forgotten), tuple(skipped), unchanged
+        )
+        actions = {
+            "stale_cleared": len(cleared),
+            "migration_expired": len(expired),
+            "forgotten": len(forgotten),
+            "skipped": len(skipped),
+            "unchanged": unchanged,
+        }
+        for action, count in actions.items():
+            if count:
+                self._metrics.attachment_reconcile.labels(action=action).inc(count)
+        log_event(_log, "attach.reconcile", examined=report.examined, **actions)
+        return report
+
+    def _clear_stale(
+        self, volume_id: str, entry: VolumeEntry, node_cache: dict[str, bool | None]
+    ) -> tuple[str, ...] | None:
+        """Clear the provably stale attachments of ``entry``; ``None`` if the volume changed while its facts were
+        fetched (those facts describe another state, so the volume waits for the next pass)."""
+        facts = {
+            node: NodeFacts(self._va_exists(volume_id, node), self._node_exists(node, node_cache))
+            for node in (held.node_id for held in entry.nodes)
+        }
+        with self._lock(volume_id):
+            if self._table.get(volume_id) != entry:
+                return None
+            decision = decide_stale(entry, facts, self._clock.now(), self._grace)
+            events = self._apply(volume_id, entry, decision)
+        self._post(volume_id, events)
+        return decision.cleared if isinstance(decision, ClearStale) else ()
+
+    # ---- publish -----------------------------------------------------------------------------------------------
+
+    def _publish(self, request: PublishRequest) -> None:
+        volume_id, node_id = request.volume_id, request.node_id
+        facts: BlockerFacts | None = None
+        facts_for: VolumeEntry | None = None
+        for _ in range(_MAX_ROUNDS):
+            with self._lock(volume_id):
+                now = self._clock.now()
+                entry, events = self._settle(volume_id, now)
+                decision = decide_publish(
+                    entry,
+                    request,
+                    now,
+                    self._grace,
+                    facts if entry == facts_for else None,
+                    recorded_readonly=self._readonly.get((volume_id, node_id)),
+                    strict_migration=self._strict,
+                )
+                if not isinstance(decision, NeedFacts):
+                    events += self._apply(volume_id, entry, decision)
+                if isinstance(decision, Admit | ClearStaleThenAdmit):
+                    self._readonly[volume_id, node_id] = request.readonly
+                elif isinstance(decision, AlreadyPublished):
+                    self._readonly.setdefault((volume_id, node_id), request.readonly)
+            self._post(volume_id, events)
+            if isinstance(decision, NeedFacts):
+                facts, facts_for = self._fetch(volume_id, decision), entry
+                continue
+            log_event(
+                _log,
+                "attach.publish",
+                logging.WARNING if isinstance(decision, Refuse) else logging.INFO,
+                volume_id=volume_id,
+                node_id=node_id,
+                readonly=request.readonly,
+                outcome=_outcome(decision),
+            )
+            match decision:
+                case Refuse(message=message):
+                    raise errors.FailedPrecondition(message)
+                case RetryLater(message=message):
+                    raise errors.Aborted(message)
+                case Incompatible(message=message):
+                    raise errors.AlreadyExists(message)
+            return
+        raise errors.Aborted(f"volume {volume_id} kept changing while the publish from {node_id} was decided; retry")
+
+    def _fetch(self, volume_id: str, need: NeedFacts) -> BlockerFacts:
+        nodes = {
+            node: NodeFacts(self._va_exists(volume_id, node), self._ask("node_exists", self._facts.node_exists, node))
+            for node in need.blocking_nodes
+        }
+        allowed = None
+        if need.migration_target is not None and self._migration_allowed is not None:
+            allowed = self._ask("migration_allowed", self._migration_allowed, volume_id, need.migration_target)
+        return BlockerFacts(nodes, allowed)
+
+    def _va_exists(self, volume_id: str, node_id: str) -> bool | None:
+        return self._ask("volume_attachment_exists", self._facts.volume_attachment_exists, volume_id, node_id)
+
+    def _node_exists(self, node_id: str, cache: dict[str, bool | None]) -> bool | None:
+        if node_id not in cache:
+            cache[node_id] = self._ask("node_exists", self._facts.node_exists, node_id)
+        return cache[node_id]
+
+    @staticmethod
+    def _ask(question: str, answer: Callable[..., bool | None], *args: str) -> bool | None:
+        """A fact, or ``None`` when asking failed: a broken facts source must leave things as they are."""
+        try:
+            return answer(*args)
+        except Exception as error:
+            log_event(_log, "attach.facts.unknown", logging.WARNING, question=question, args=args, error=repr(error))
+            return None
+
+    # ---- commit ------------------------------------------------------------------------------------------------
+
+    def _lock(self, volume_id: str) -> threading.Lock:
+        return self._locks[hash(volume_id) & (_LOCK_STRIPES - 1)]
+
+    def _settle(self, volume_id: str, now: float) -> tuple[VolumeEntry | None, list[Event]]:
+        """The volume's entry with an expired migration marked failed (caller holds the volume's lock)."""
+        entry = self._table.get(volume_id)
+        expiry = decide_expiry(entry, now)
+        if isinstance(expiry, Nothing):
+            return entry, []
+        return expiry.new_entry, self._apply(volume_id, entry, expiry)
+
+    def _apply(self, volume_id: str, entry: VolumeEntry | None, decision: Decision) -> list[Event]:
+        """Commit ``decision`` and count it; returns the events to post (caller holds the volume's lock)."""
+        metrics = self._metrics
+        match decision:
+            case Admit(new_entry=new, events=events):
+                self._commit(volume_id, entry, new)
+                metrics.attachment_attach.inc()
+                if new.migration is not None:
+                    metrics.migrations.labels(result="started").inc()
+                return list(events)
+            case ClearStaleThenAdmit(new_entry=new, cleared=cleared, events=events, migration_end=end):
+                self._commit(volume_id, entry, new)
+                metrics.attachment_stale_cleared.inc(len(cleared))
+                metrics.attachment_attach.inc()
+                self._count_end(end)
+                return list(events)
+            case Detach(new_entry=new, events=events, migration_end=end):
+                self._commit(volume_id, entry, new)
+                metrics.attachment_detach.inc()
+                self._count_end(end)
+                return list(events)
+            case ClearStale(new_entry=new, cleared=cleared, events=events, migration_end=end):
+                self._commit(volume_id, entry, new)
+                metrics.attachment_stale_cleared.inc(len(cleared))
+                self._count_end(end)
+                return list(events)
+            case ExpireMigration(new_entry=new, events=events):
+                self._commit(volume_id, entry, new)
+                metrics.migrations.labels(result="failed").inc()
+                return list(events)
+            case Sync(new_entry=new):
+                self._commit(volume_id, entry, new)
+            case Refuse(events=events):
+                metrics.attachment_conflicts.inc()
+                return list(events)
+            case RetryLater():
+                metrics.attachment_grace_period_used.inc()
+        return []
+
+    def _commit(self, volume_id: str, old: VolumeEntry | None, new: VolumeEntry | None) -> None:
+        if not self._table.compare_and_swap(volume_id, old, new):
+            # Only a writer that bypasses the manager (and its locks) can get here.
+            raise errors.Aborted(f"volume {volume_id}: the attachment table changed outside the manager; retry")
+        kept = set() if new is None else {held.node_id for held in new.nodes}
+        for held in () if old is None else old.nodes:
+            if held.node_id not in kept:
+                self._readonly.pop((volume_id, held.node_id), None)
+        with self._gauge_lock:
+            if new is not None and _migration_live(new):
+                self._migrating.add(volume_id)
+            else:
+                self._migrating.discard(volume_id)
+            self._set_gauges()
+
+    def _set_gauges(self) -> None:
+        self._metrics.migrations_active.set(len(self._migrating))
+        self._metrics.attachments_active.set(self._table.attached_count())
+
+    def _count_end(self, end: MigrationEnd | None) -> None:
+        if end is None:
+            return
+        self._metrics.migrations.labels(result=end.result).inc()
+        if end.result == "completed":
+            self._metrics.migration_duration.observe(end.duration)
+
+    def _forget_if_idle(self, volume_id: str, entry: VolumeEntry, now: float) -> bool:
+        """Drop an entry with no node once its grace period is over; it only existed to remember the detach."""
+        if entry.last_detach_at is not None and now - entry.last_detach_at < self._grace:
+            return False
+        with self._lock(volume_id):
+            if self._table.get(volume_id) != entry:
+                return False
+            self._commit(volume_id, entry, None)
+        return True
+
+    # ---- reporting ---------------------------------------------------------------------------------------------
+
+    def _post(self, volume_id: str, events: Sequence[Event]) -> None:
+        for event in events:
+            try:
+                self._events.post(volume_id, event.reason, event.message, warning=event.warning)
+            except Exception as error:
+                # Events are best effort: the attachment decision stands whether or not anyone hears of it.
+                log_event(_log, "attach.event.failed", logging.WARNING, volume_id=volume_id, error=repr(error))
+            log_event(
+                _log,
+                "attach.event",
+                logging.WARNING if event.warning else logging.INFO,
+                volume_id=volume_id,
+                reason=event.reason,
+                message=event.message,
+            )
+
+    @contextmanager
+    def _timed(self, operation: str) -> Iterator[None]:
+        started = self._clock.now()
+        try:
+            yield
+        finally:
+            elapsed = max(0.0, self._clock.now() - started)
+            self._metrics.attachment_operation_duration.labels(operation=operation).observe(elapsed)
+
+
+def _migration_live(entry: VolumeEntry) -> bool:
+    return entry.migration is not None and not entry.migration.failed
+
+
+def _warn_if_two_writers(entry: VolumeEntry) -> None:
+    if entry.kind is AccessKind.SINGLE_NODE and len(entry.nodes) > 1:
+        log_event(
+            _log,
+            "attach.truth.two_writers",
+            logging.ERROR,
+            volume_id=entry.volume_id,
+            nodes=",".join(held.node_id for held in entry.nodes),
+            reason="VolumeAttachments bind a single-node volume to two nodes",
+        )
+
+
+def _outcome(decision: Decision) -> str:
+    match decision:
+        case Refuse(kind=kind):
+            return f"refused_{kind}"
+    return type(decision).__name__.lower()

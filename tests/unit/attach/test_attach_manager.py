@@ -1,0 +1,665 @@
+"""AttachmentManager and Reconciler over both table backends, with in-process fakes of the facts and event ports.
+
+Time is virtual (``ManualClock``); metrics are read back from the manager's own registry.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from rds_csi import errors
+from rds_csi._native import AttachmentTable, available_backends
+from rds_csi.attach import (
+    AttachmentManager,
+    MigrationAllowed,
+    PublishRequest,
+    Reconciler,
+    ReconcileReport,
+    VolumeAttachmentFact,
+)
+from rds_csi.clock import ManualClock
+from rds_csi.observability.metrics import Metrics
+
+VOL = "pvc-1"
+T0 = 1000.0
+
+
+class FakeFacts:
+    """Answers from dicts (default: everything exists); ``during`` runs inside every call, for races."""
+
+    def __init__(self) -> None:
+        self.vas: dict[tuple[str, str], list[bool | None]] = {}
+        self.nodes: dict[str, bool | None] = {}
+        self.calls: list[tuple[str, ...]] = []
+        self.during: Callable[[], None] | None = None
+        self.broken = False
+
+    def volume_attachment_exists(self, volume_id: str, node_id: str) -> bool | None:
+        self._called("va", volume_id, node_id)
+        answers = self.vas.get((volume_id, node_id))
+        if not answers:
+            return True
+        return answers.pop(0) if len(answers) > 1 else answers[0]
+
+    def node_exists(self, node_id: str) -> bool | None:
+        self._called("node", node_id)
+        return self.nodes.get(node_id, True)
+
+    def _called(self, *call: str) -> None:
+        self.calls.append(call)
+        if self.during is not None:
+            self.during()
+        if self.broken:
+            raise ConnectionError("API server unreachable")
+
+
+@dataclass
+class RecordingSink:
+    posted: list[tuple[str, str, str, bool]] = field(default_factory=list)
+    broken: bool = False
+
+    def post(self, volume_id: str, reason: str, message: str, *, warning: bool = False) -> None:
+        if self.broken:
+            raise RuntimeError("event queue closed")
+        self.posted.append((volume_id, reason, message, warning))
+
+    def reasons(self) -> list[str]:
+        return [reason for _, reason, _, _ in self.posted]
+
+    def warnings(self) -> list[str]:
+        return [reason for _, reason, _, warning in self.posted if warning]
+
+
+@dataclass
+class Harness:
+    table: AttachmentTable
+    clock: ManualClock = field(default_factory=lambda: ManualClock(T0))
+    facts: FakeFacts = field(default_factory=FakeFacts)
+    sink: RecordingSink = field(default_factory=RecordingSink)
+    metrics: Metrics = field(default_factory=Metrics)
+    grace: float = 30.0
+    strict: bool = False
+    allowed: MigrationAllowed | None = None
+    manager: AttachmentManager = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.manager = AttachmentManager(
+            self.table,
+            self.facts,
+            self.sink,
+            self.clock,
+            self.metrics,
+            grace_seconds=self.grace,
+            strict_migration=self.strict,
+            migration_allowed=self.allowed,
+        )
+
+    def value(self, name: str, **labels: str) -> float:
+        return self.metrics.registry.get_sample_value(f"rds_csi_{name}", labels) or 0.0
+
+    def publish(
+        self,
+        node: str,
+        volume: str = VOL,
+        *,
+        multi_node_block: bool = False,
+        readonly: bool = False,
+        migration_timeout: float = 300.0,
+    ) -> None:
+        self.manager.publish(PublishRequest(volume, node, multi_node_block, readonly, migration_timeout))
+
+    def nodes(self, volume: str = VOL) -> list[str]:
+        return self.manager.published_nodes(volume)
+
+
+@pytest.fixture(params=sorted(available_backends()))
+def table(request: pytest.FixtureRequest) -> AttachmentTable:
+    made: AttachmentTable = available_backends()[request.param].AttachmentTable(stripes=4)
+    return made
+
+
+@pytest.fixture
+def h(table: AttachmentTable) -> Harness:
+    return Harness(table)
+
+
+def finishes(action: Callable[[], None], timeout: float = 5.0) -> bool:
+    """Run ``action`` on another thread: True if it returned in time (it blocks if the caller holds its lock).
+
+    Called from inside a facts call, whose exceptions the manager turns into "unknown", so it reports instead
+    of raising and the test asserts on the result afterwards.
+    """
+    done = threading.Event()
+
+    def run() -> None:
+        action()
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    return done.wait(timeout)
+
+
+def poll(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached before the deadline"
+        time.sleep(0.005)
+
+
+# ---- publish / unpublish ----------------------------------------------------------------------------------------
+
+
+def test_publish_new_volume_attaches_posts_and_counts(h: Harness) -> None:
+    h.publish("a")
+    assert h.nodes() == ["a"]
+    assert h.sink.reasons() == ["VolumeAttached"]
+    assert h.value("attachment_attach_total") == 1
+    assert h.value("attachments_active") == 1
+    assert h.value("attachment_operation_duration_seconds_count", operation="publish") == 1
+
+
+def test_publish_same_node_twice_is_idempotent(h: Harness) -> None:
+    h.publish("a")
+    h.publish("a")
+    assert h.nodes() == ["a"]
+    assert h.sink.reasons() == ["VolumeAttached"]
+    assert h.value("attachment_attach_total") == 1
+    assert h.facts.calls == []
+
+
+def test_publish_second_node_single_writer_is_failed_precondition(h: Harness) -> None:
+    h.publish("a")
+    with pytest.raises(errors.FailedPrecondition, match="node a"):
+        h.publish("b")
+    assert h.nodes() == ["a"]
+    assert h.sink.warnings() == ["AttachmentConflict"]
+    assert h.value("attachment_conflicts_total") == 1
+    assert ("va", VOL, "a") in h.facts.calls
+    assert ("node", "a") in h.facts.calls
+
+
+@pytest.mark.parametrize("outage", ["unknown", "raises"])
+def test_publish_second_node_with_api_down_is_failed_precondition(h: Harness, outage: str) -> None:
+    h.publish("a")
+    h.clock.advance(100)
+    if outage == "unknown":
+        h.facts.vas[VOL, "a"] = [None]
+        h.facts.nodes["a"] = None
+    else:
+        h.facts.broken = True
+    with pytest.raises(errors.FailedPrecondition):
+        h.publish("b")
+    assert h.nodes() == ["a"]
+    assert h.value("attachment_stale_cleared_total") == 0
+
+
+@pytest.mark.parametrize("gone", ["volume attachment", "node"])
+def test_publish_second_node_with_provably_stale_blocker_clears_and_admits(h: Harness, gone: str) -> None:
+    h.publish("a")
+    h.clock.advance(100)
+    if gone == "node":
+        h.facts.nodes["a"] = False
+    else:
+        h.facts.vas[VOL, "a"] = [False]
+    h.publish("b")
+    assert h.nodes() == ["b"]
+    assert h.sink.reasons() == ["VolumeAttached", "StaleAttachmentCleared", "VolumeAttached"]
+    assert h.value("attachment_stale_cleared_total") == 1
+    assert h.value("attachment_attach_total") == 2
+    assert h.value("attachments_active") == 1
+
+
+def test_publish_inside_grace_is_aborted_without_facts_then_verified_after(h: Harness) -> None:
+    h.publish("a")
+    h.manager.unpublish(VOL, "a")
+    h.publish("a")
+    h.clock.advance(29)
+    h.facts.nodes["a"] = False
+    with pytest.raises(errors.Aborted, match="grace period"):
+        h.publish("b")
+    assert h.facts.calls == []
+    assert h.value("attachment_grace_period_used_total") == 1
+    assert h.nodes() == ["a"]
+    h.clock.advance(2)
+    h.publish("b")
+    assert h.nodes() == ["b"]
+
+
+def test_publish_readonly_mismatch_is_already_exists_until_unpublished(h: Harness) -> None:
+    h.publish("a", readonly=True)
+    with pytest.raises(errors.AlreadyExists, match="readonly"):
+        h.publish("a", readonly=False)
+    h.manager.unpublish(VOL, "a")
+    h.publish("a", readonly=False)
+    h.publish("a", readonly=False)
+
+
+def test_publish_access_kind_mismatch_on_same_node_is_already_exists(h: Harness) -> None:
+    h.publish("a")
+    with pytest.raises(errors.AlreadyExists, match="access"):
+        h.publish("a", multi_node_block=True)
+
+
+def test_unpublish_unknown_volume_or_node_is_ok(h: Harness) -> None:
+    h.manager.unpublish("pvc-none", "a")
+    h.publish("a")
+    h.manager.unpublish(VOL, "b")
+    assert h.nodes() == ["a"]
+    assert h.value("attachment_detach_total") == 0
+    assert h.value("attachment_operation_duration_seconds_count", operation="unpublish") == 2
+
+
+def test_unpublish_detaches_posts_and_counts(h: Harness) -> None:
+    h.publish("a")
+    h.manager.unpublish(VOL, "a")
+    assert h.nodes() == []
+    assert h.sink.reasons() == ["VolumeAttached", "VolumeDetached"]
+    assert h.value("attachment_detach_total") == 1
+    assert h.value("attachments_active") == 0
+
+
+def test_publish_duration_is_measured_on_the_injected_clock(h: Harness) -> None:
+    h.publish("a")
+    h.clock.advance(100)
+    h.facts.during = lambda: h.clock.advance(0.125)
+    with pytest.raises(errors.FailedPrecondition):
+        h.publish("b")
+    # Two facts calls (VolumeAttachment, node), each 0.125 s of virtual time.
+    assert h.value("attachment_operation_duration_seconds_sum", operation="publish") == 0.25
+
+
+def test_publish_facts_for_an_older_snapshot_are_asked_again(table: AttachmentTable) -> None:
+    h = Harness(table, grace=0.0)
+    h.publish("a")
+    h.clock.advance(100)
+    # The first answer describes the attachment that existed before "a" re-attached during the facts call.
+    h.facts.vas[VOL, "a"] = [False, True]
+
+    finished: list[bool] = []
+
+    def reattach() -> None:
+        h.manager.unpublish(VOL, "a")
+        h.publish("a")
+
+    def reattach_meanwhile() -> None:
+        h.facts.during = None
+        finished.append(finishes(reattach))
+
+    h.facts.during = reattach_meanwhile
+    with pytest.raises(errors.FailedPrecondition):
+        h.publish("b")
+    assert finished == [True]
+    assert h.facts.calls.count(("va", VOL, "a")) == 2
+    assert h.nodes() == ["a"]
+
+
+def test_publish_survives_a_broken_event_sink(h: Harness) -> None:
+    h.sink.broken = True
+    h.publish("a")
+    h.manager.unpublish(VOL, "a")
+    assert h.value("attachment_detach_total") == 1
+
+
+# ---- live migration ---------------------------------------------------------------------------------------------
+
+
+def test_migration_second_node_starts_then_source_detach_completes(h: Harness) -> None:
+    h.publish("a", multi_node_block=True)
+    h.clock.advance(5)
+    h.publish("b", multi_node_block=True)
+    assert h.nodes() == ["a", "b"]
+    assert h.sink.reasons()[-1] == "MigrationStarted"
+    assert h.value("migration_total", result="started") == 1
+    assert h.value("migration_active") == 1
+    h.clock.advance(42)
+    h.manager.unpublish(VOL, "a")
+    assert h.nodes() == ["b"]
+    assert h.sink.reasons()[-1] == "MigrationCompleted"
+    assert h.value("migration_total", result="completed") == 1
+    assert h.value("migration_duration_seconds_count") == 1
+    assert h.value("migration_duration_seconds_sum") == 42
+    assert h.value("migration_active") == 0
+
+
+def test_migration_target_detach_rolls_back_with_a_warning(h: Harness) -> None:
+    h.publish("a", multi_node_block=True)
+    h.publish("b", multi_node_block=True)
+    h.manager.unpublish(VOL, "b")
+    assert h.nodes() == ["a"]
+    assert h.sink.warnings() == ["MigrationFailed"]
+    assert "rolled back" in h.sink.posted[-1][2]
+    assert h.value("migration_total", result="failed") == 1
+    assert h.value("migration_active") == 0
+
+
+def test_migration_third_node_is_failed_precondition(h: Harness) -> None:
+    h.publish("a", multi_node_block=True)
+    h.publish("b", multi_node_block=True)
+    with pytest.raises(errors.FailedPrecondition, match="third node"):
+        h.publish("c", multi_node_block=True)
+    assert h.nodes() == ["a", "b"]
+    assert h.value("attachment_conflicts_total") == 1
+
+
+def test_migration_past_its_window_fails_once_and_admits_nobody_until_a_side_detaches(h: Harness) -> None:
+    h.publish("a", multi_node_block=True)
+    h.publish("b", multi_node_block=True, migration_timeout=60)
+    h.clock.advance(60)
+    for _ in range(2):
+        with pytest.raises(errors.FailedPrecondition, match="failed or expired"):
+            h.publish("c", multi_node_block=True)
+    assert h.sink.reasons().count("MigrationFailed") == 1
+    assert h.value("migration_total", result="failed") == 1
+    assert h.value("migration_active") == 0
+    h.publish("b", multi_node_block=True)
+    h.manager.unpublish(VOL, "a")
+    assert h.sink.reasons()[-1] == "VolumeDetached"
+    assert h.value("migration_total", result="completed") == 0
+    h.publish("c", multi_node_block=True)
+    assert h.nodes() == ["b", "c"]
+
+
+def test_migration_timeout_is_clamped_to_thirty_seconds(h: Harness) -> None:
+    h.publish("a", multi_node_block=True)
+    h.publish("b", multi_node_block=True, migration_timeout=1)
+    h.clock.advance(29)
+    with pytest.raises(errors.FailedPrecondition, match="third node"):
+        h.publish("c", multi_node_block=True)
+    h.clock.advance(1)
+    with pytest.raises(errors.FailedPrecondition, match="failed or expired"):
+        h.publish("c", multi_node_block=True)
+
+
+@pytest.mark.parametrize(("answer", "admitted"), [(True, True), (False, False), (None, False), ("raise", False)])
+def test_strict_migration_asks_the_hook_and_only_true_admits(
+    table: AttachmentTable, answer: bool | str | None, admitted: bool
+) -> None:
+    asked: list[tuple[str, str]] = []
+
+    def allowed(volume_id: str, target: str) -> bool | None:
+        asked.append((volume_id, target))
+        if answer == "raise":
+            raise TimeoutError("KubeVirt API timed out")
+        return answer  # type: ignore[return-value]
+
+    h = Harness(table, strict=True, allowed=allowed)
+    h.publish("a", multi_node_block=True)
+    if admitted:
+        h.publish("b", multi_node_block=True)
+        assert h.nodes() == ["a", "b"]
+    else:
+        with pytest.raises(errors.FailedPrecondition, match="strict migration"):
+            h.publish("b", multi_node_block=True)
+        assert h.nodes() == ["a"]
+    assert asked == [(VOL, "b")]
+
+
+def test_strict_migration_without_a_hook_is_a_configuration_error(table: AttachmentTable) -> None:
+    with pytest.raises(ValueError, match="migration_allowed"):
+        Harness(table, strict=True)
+
+
+def test_negative_grace_is_a_configuration_error(table: AttachmentTable) -> None:
+    with pytest.raises(ValueError, match="grace_seconds"):
+        Harness(table, grace=-1.0)
+
+
+# ---- rebuild and the VolumeAttachment watch ---------------------------------------------------------------------
+
+
+def fact(
+    node: str,
+    created: float,
+    volume: str = VOL,
+    *,
+    attached: bool = True,
+    multi_node_block: bool = False,
+    migration_timeout: float = 300.0,
+    readonly: bool | None = None,
+) -> VolumeAttachmentFact:
+    return VolumeAttachmentFact(volume, node, created, attached, multi_node_block, migration_timeout, readonly)
+
+
+def test_rebuild_replaces_everything_with_the_volume_attachments(h: Harness) -> None:
+    h.publish("x", volume="pvc-old")
+    h.manager.rebuild(
+        [
+            fact("a", T0 - 50),
+            fact("m1", T0 - 500, volume="pvc-m", multi_node_block=True),
+            fact("m2", T0 - 10, volume="pvc-m", multi_node_block=True),
+            fact("p", T0 - 5, volume="pvc-pending", attached=False),
+        ]
+    )
+    assert h.nodes("pvc-old") == []
+    assert h.nodes() == ["a"]
+    assert h.nodes("pvc-m") == ["m1", "m2"]
+    assert h.nodes("pvc-pending") == []
+    assert h.value("attachments_active") == 3
+    assert h.value("migration_active") == 1
+    with pytest.raises(errors.FailedPrecondition, match="third node"):
+        h.publish("m3", volume="pvc-m", multi_node_block=True)
+
+
+def test_rebuild_migration_window_counts_from_the_newer_volume_attachment(h: Harness) -> None:
+    h.manager.rebuild(
+        [
+            fact("a", T0 - 86_400, multi_node_block=True),
+            fact("b", T0 - 100, multi_node_block=True, migration_timeout=300),
+        ]
+    )
+    assert h.manager.reconcile().expired_migrations == ()
+    h.clock.advance(200)
+    assert h.manager.reconcile().expired_migrations == (VOL,)
+
+
+def test_rebuild_readonly_from_records_is_enforced_and_unknown_is_adopted(h: Harness) -> None:
+    h.manager.rebuild([fact("a", T0, readonly=True), fact("b", T0, volume="pvc-2")])
+    with pytest.raises(errors.AlreadyExists):
+        h.publish("a", readonly=False)
+    h.publish("b", volume="pvc-2", readonly=True)
+    with pytest.raises(errors.AlreadyExists):
+        h.publish("b", volume="pvc-2", readonly=False)
+
+
+def test_va_event_attached_is_recorded_silently(h: Harness) -> None:
+    h.manager.apply_va_event("ADDED", fact("a", T0))
+    h.manager.apply_va_event("MODIFIED", fact("a", T0))
+    assert h.nodes() == ["a"]
+    assert h.sink.posted == []
+    assert h.value("attachment_attach_total") == 0
+    assert h.value("attachments_active") == 1
+
+
+def test_va_event_not_attached_changes_nothing(h: Harness) -> None:
+    h.manager.apply_va_event("ADDED", fact("a", T0, attached=False))
+    assert h.nodes() == []
+
+
+def test_va_event_second_block_node_is_a_migration(h: Harness) -> None:
+    h.manager.apply_va_event("ADDED", fact("a", T0, multi_node_block=True))
+    h.manager.apply_va_event("MODIFIED", fact("b", T0, multi_node_block=True))
+    assert h.nodes() == ["a", "b"]
+    assert h.value("migration_active") == 1
+
+
+def test_va_event_deleted_detaches_an_old_attachment_but_not_a_fresh_one(h: Harness) -> None:
+    h.publish("a")
+    h.manager.apply_va_event("DELETED", fact("a", T0 - 60))
+    assert h.nodes() == ["a"]
+    h.clock.advance(30)
+    h.manager.apply_va_event("DELETED", fact("a", T0 - 60))
+    assert h.nodes() == []
+    assert h.sink.reasons() == ["VolumeAttached", "VolumeDetached"]
+    assert h.value("attachment_detach_total") == 1
+
+
+def test_va_event_unknown_kind_is_a_value_error(h: Harness) -> None:
+    with pytest.raises(ValueError, match="BOOKMARK"):
+        h.manager.apply_va_event("BOOKMARK", fact("a", T0))  # type: ignore[arg-type]
+
+
+# ---- reconcile --------------------------------------------------------------------------------------------------
+
+
+def test_reconcile_clears_deleted_nodes_primary_and_migration_target(h: Harness) -> None:
+    h.publish("gone")
+    h.publish("src", volume="pvc-m", multi_node_block=True)
+    h.publish("gone", volume="pvc-m", multi_node_block=True)
+    h.publish("ok", volume="pvc-ok")
+    h.clock.advance(100)
+    h.facts.nodes["gone"] = False
+    report = h.manager.reconcile()
+    assert sorted(report.cleared) == [(VOL, "gone"), ("pvc-m", "gone")]
+    assert report.unchanged == 1
+    assert h.nodes() == []
+    assert h.nodes("pvc-m") == ["src"]
+    assert h.nodes("pvc-ok") == ["ok"]
+    assert h.sink.reasons().count("StaleAttachmentCleared") == 2
+    assert h.sink.warnings().count("MigrationFailed") == 1
+    assert h.value("attachment_stale_cleared_total") == 2
+    assert h.value("attachment_reconcile_total", action="stale_cleared") == 2
+    assert h.value("attachment_reconcile_total", action="unchanged") == 1
+    assert h.value("migration_active") == 0
+    # One question per node per pass, however many volumes it holds.
+    assert h.facts.calls.count(("node", "gone")) == 1
+
+
+def test_reconcile_clears_vanished_volume_attachments_and_keeps_unknown_and_fresh(h: Harness) -> None:
+    h.publish("a", volume="pvc-vanished")
+    h.publish("a", volume="pvc-unknown")
+    h.clock.advance(100)
+    h.publish("a", volume="pvc-fresh")
+    for volume, answer in (("pvc-vanished", False), ("pvc-unknown", None), ("pvc-fresh", False)):
+        h.facts.vas[volume, "a"] = [answer]
+    report = h.manager.reconcile()
+    assert report.cleared == (("pvc-vanished", "a"),)
+    assert report.unchanged == 2
+    assert h.nodes("pvc-unknown") == ["a"]
+    assert h.nodes("pvc-fresh") == ["a"]
+    h.clock.advance(30)
+    assert h.manager.reconcile().cleared == (("pvc-fresh", "a"),)
+
+
+def test_reconcile_expires_migrations_once(h: Harness) -> None:
+    h.publish("a", multi_node_block=True)
+    h.publish("b", multi_node_block=True, migration_timeout=30)
+    h.clock.advance(31)
+    report = h.manager.reconcile()
+    assert report.expired_migrations == (VOL,)
+    assert h.manager.reconcile().expired_migrations == ()
+    assert h.sink.reasons().count("MigrationFailed") == 1
+    assert h.value("attachment_reconcile_total", action="migration_expired") == 1
+    assert h.value("migration_total", result="failed") == 1
+    assert h.nodes() == ["a", "b"]
+
+
+def test_reconcile_forgets_idle_volumes_after_their_grace(h: Harness) -> None:
+    h.publish("a")
+    h.manager.unpublish(VOL, "a")
+    assert h.manager.reconcile().forgotten == ()
+    assert h.table.get(VOL) is not None
+    h.clock.advance(30)
+    assert h.manager.reconcile().forgotten == (VOL,)
+    assert h.table.get(VOL) is None
+    assert h.value("attachment_reconcile_total", action="forgotten") == 1
+
+
+def test_reconcile_asks_facts_without_holding_a_lock_and_skips_a_volume_that_changed(h: Harness) -> None:
+    h.publish("a")
+    h.clock.advance(100)
+    h.facts.vas[VOL, "a"] = [False]
+
+    finished: list[bool] = []
+
+    def detach_meanwhile() -> None:
+        h.facts.during = None
+        finished.append(finishes(lambda: h.manager.unpublish(VOL, "a")))
+
+    h.facts.during = detach_meanwhile
+    report = h.manager.reconcile()
+    assert finished == [True]
+    assert report.skipped == (VOL,)
+    assert report.cleared == ()
+    assert h.value("attachment_stale_cleared_total") == 0
+    assert h.value("attachment_reconcile_total", action="skipped") == 1
+
+
+def test_reconcile_report_for_an_empty_table(h: Harness) -> None:
+    assert h.manager.reconcile() == ReconcileReport(0, (), (), (), (), 0)
+
+
+# ---- the reconciler thread --------------------------------------------------------------------------------------
+
+
+class CountingTarget:
+    def __init__(self, fail_first: int = 0) -> None:
+        self.calls = 0
+        self.fail_first = fail_first
+        self._lock = threading.Lock()
+
+    def reconcile(self) -> ReconcileReport:
+        with self._lock:
+            self.calls += 1
+            if self.calls <= self.fail_first:
+                raise RuntimeError("facts source exploded")
+        return ReconcileReport(self.calls, (), (), (), (), 0)
+
+
+@pytest.fixture
+def running() -> Iterator[list[Reconciler]]:
+    started: list[Reconciler] = []
+    yield started
+    for reconciler in started:
+        assert reconciler.stop(timeout=5.0)
+
+
+def test_reconciler_runs_at_start_and_on_trigger(running: list[Reconciler]) -> None:
+    target = CountingTarget()
+    reconciler = Reconciler(target, interval=3600)
+    running.append(reconciler)
+    reconciler.start()
+    poll(lambda: reconciler.passes == 1)
+    reconciler.trigger()
+    poll(lambda: reconciler.passes == 2)
+    assert reconciler.last_report == ReconcileReport(2, (), (), (), (), 0)
+
+
+def test_reconciler_runs_every_interval(running: list[Reconciler]) -> None:
+    reconciler = Reconciler(CountingTarget(), interval=0.01)
+    running.append(reconciler)
+    reconciler.start()
+    poll(lambda: reconciler.passes >= 3)
+
+
+def test_reconciler_survives_a_failing_pass(running: list[Reconciler]) -> None:
+    reconciler = Reconciler(CountingTarget(fail_first=1), interval=3600)
+    running.append(reconciler)
+    reconciler.start()
+    poll(lambda: reconciler.failures == 1)
+    reconciler.trigger()
+    poll(lambda: reconciler.passes == 1)
+
+
+def test_reconciler_stop_ends_the_thread_and_start_is_once(h: Harness) -> None:
+    reconciler = Reconciler(h.manager, interval=3600)
+    assert reconciler.stop()
+    reconciler = Reconciler(h.manager, interval=3600)
+    reconciler.start()
+    with pytest.raises(RuntimeError, match="already started"):
+        reconciler.start()
+    poll(lambda: reconciler.passes == 1)
+    assert reconciler.stop(timeout=5.0)
+    passes = reconciler.passes
+    reconciler.trigger()
+    assert reconciler.passes == passes
+
+
+@pytest.mark.parametrize("interval", [0.0, -1.0, float("nan"), float("inf")])
+def test_reconciler_interval_must_be_positive_and_finite(h: Harness, interval: float) -> None:
+    with pytest.raises(ValueError, match="interval"):
+        Reconciler(h.manager, interval=interval)
