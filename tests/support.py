@@ -18,6 +18,7 @@ from rds_csi.simulator import FaultPlan, Simulator, SimulatorConfig
 from tests.integration.plugin_process import rds_csi_command
 
 SIM_USER = "admin"
+STATIC_NODES = ("sanity-node-1", "node-1", "node-2", "node-3")
 SIM_PASSWORD = "sim-password"
 
 
@@ -153,6 +154,8 @@ def start_controller(
         "endpoint": f"unix://{socket_path}",
         "metrics_address": "off",
         "log_level": "warning",
+        "kube_api": "off",
+        "static_nodes": ",".join(STATIC_NODES),
         **access.plugin_flags(backend),
         **flags,
     }

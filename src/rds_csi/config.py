@@ -100,6 +100,29 @@ class VolumeConfig:
     capacity_cache_seconds: float
 
 
+class OrphanMode(StrEnum):
+    OFF = "off"
+    DRY_RUN = "dry-run"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True, slots=True)
+class KubeConfig:
+    api: str  # "off", "in-cluster", or an https:// / http:// API server URL ("auto" is resolved at load time)
+    token_file: str | None
+    ca_file: str | None
+    static_nodes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AttachConfig:
+    grace_period: float
+    reconcile_interval: float
+    orphan_mode: OrphanMode
+    orphan_grace: float
+    orphan_interval: float
+
+
 @dataclass(frozen=True, slots=True)
 class PluginConfig:
     mode: Mode
@@ -114,6 +137,8 @@ class PluginConfig:
     log_level: str
     routeros: RouterOSConfig
     volumes: VolumeConfig
+    kube: KubeConfig
+    attach: AttachConfig
 
 
 # ---- value parsers: each takes the raw string and returns the typed value or raises ValueError(reason) ----
@@ -402,7 +427,69 @@ VOLUME_OPTIONS: tuple[OptionSpec, ...] = (
     ),
 )
 
-ALL_OPTIONS = PLUGIN_OPTIONS + ROUTEROS_OPTIONS + VOLUME_OPTIONS
+
+def _kube_api(raw: str) -> str:
+    value = raw.strip()
+    if value in ("auto", "off", "in-cluster") or value.startswith(("https://", "http://")):
+        return value.rstrip("/")
+    raise ValueError(f"must be auto, off, in-cluster or an API server URL, got {raw!r}")
+
+
+def _node_list(raw: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in raw.split(",") if n.strip())
+    for name in names:
+        _node_id(name)
+    return names
+
+
+KUBE_OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec(
+        "kube_api",
+        "auto",
+        _kube_api,
+        "Kubernetes API: auto (in-cluster when running in a pod, else off), off, in-cluster, or a URL",
+        "API",
+    ),
+    OptionSpec("kube_token_file", "", _optional_text, "bearer token file for a --kube-api URL", "FILE"),
+    OptionSpec("kube_ca_file", "", _optional_text, "CA bundle for a --kube-api URL", "FILE"),
+    OptionSpec(
+        "static_nodes",
+        "",
+        _node_list,
+        "without a Kubernetes API: the node ids that may attach volumes (comma separated)",
+        "NODES",
+    ),
+)
+
+ATTACH_OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec(
+        "attach_grace_period",
+        "30",
+        _float_between(0, 3600),
+        "after a detach, conflicting publishes are answered ABORTED for this long while the old node is re-verified",
+        "SECONDS",
+    ),
+    OptionSpec(
+        "reconcile_interval", "300", _float_between(5, 86400), "how often stale attachments are reconciled", "SECONDS"
+    ),
+    OptionSpec(
+        "orphan_reconcile",
+        "off",
+        _choice(OrphanMode),
+        "volumes on the RDS without a PV: off, dry-run (report only) or delete",
+        "MODE",
+    ),
+    OptionSpec(
+        "orphan_grace",
+        "86400",
+        _float_between(600, 90 * 86400),
+        "minimum age before a volume counts as orphaned",
+        "SECONDS",
+    ),
+    OptionSpec("orphan_interval", "3600", _float_between(60, 86400), "how often orphans are looked for", "SECONDS"),
+)
+
+ALL_OPTIONS = PLUGIN_OPTIONS + ROUTEROS_OPTIONS + VOLUME_OPTIONS + KUBE_OPTIONS + ATTACH_OPTIONS
 
 
 def resolve(specs: tuple[OptionSpec, ...], flags: Mapping[str, str | None], env: Mapping[str, str]) -> dict[str, Any]:
@@ -459,5 +546,23 @@ def load_plugin_config(flags: Mapping[str, str | None], env: Mapping[str, str]) 
         max_volume_bytes=values["max_volume_size"],
         capacity_cache_seconds=values["capacity_cache_seconds"],
     )
+    api = values["kube_api"]
+    if api == "auto":  # resolved once, here: nothing reads the environment after start-up
+        api = "in-cluster" if env.get("KUBERNETES_SERVICE_HOST") else "off"
+    kube = KubeConfig(
+        api=api,
+        token_file=values["kube_token_file"],
+        ca_file=values["kube_ca_file"],
+        static_nodes=values["static_nodes"],
+    )
+    attach = AttachConfig(
+        grace_period=values["attach_grace_period"],
+        reconcile_interval=values["reconcile_interval"],
+        orphan_mode=values["orphan_reconcile"],
+        orphan_grace=values["orphan_grace"],
+        orphan_interval=values["orphan_interval"],
+    )
+    if attach.orphan_mode is not OrphanMode.OFF and kube.api == "off":
+        raise ConfigError("--orphan-reconcile", "needs the Kubernetes API (PVs are the proof a volume is in use)")
     plugin_fields = {o.field: values[o.field] for o in PLUGIN_OPTIONS}
-    return PluginConfig(**plugin_fields, routeros=routeros, volumes=volumes)
+    return PluginConfig(**plugin_fields, routeros=routeros, volumes=volumes, kube=kube, attach=attach)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import urllib.request
+from collections.abc import Mapping
 from typing import TextIO
 
 import grpc
@@ -84,6 +85,7 @@ class _Demo:
             timeout=30,
         ).volume
         self.say(f"CreateVolume pvc-demo-2 from the snapshot: {restored.capacity_bytes} bytes")
+        self.attachments(cap, created.volume_context)
         listed = self.controller.ListVolumes(csi_pb2.ListVolumesRequest(), timeout=30)
         self.say("ListVolumes: " + ", ".join(e.volume.volume_id for e in listed.entries))
         got = self.controller.ControllerGetVolume(
@@ -97,6 +99,33 @@ class _Demo:
         self.controller.DeleteSnapshot(csi_pb2.DeleteSnapshotRequest(snapshot_id=snapshot.snapshot_id), timeout=30)
         left = self.controller.ListVolumes(csi_pb2.ListVolumesRequest(), timeout=30)
         self.say(f"DeleteVolume x2, DeleteSnapshot: {len(left.entries)} volumes left")
+
+    def attachments(self, cap: csi_pb2.VolumeCapability, context: Mapping[str, str]) -> None:
+        """Publish to one node, show the fence holding against a second node, then detach."""
+
+        def publish(node: str) -> csi_pb2.ControllerPublishVolumeResponse:
+            request = csi_pb2.ControllerPublishVolumeRequest(
+                volume_id="pvc-demo-1", node_id=node, volume_capability=cap, volume_context=context
+            )
+            response: csi_pb2.ControllerPublishVolumeResponse = self.controller.ControllerPublishVolume(
+                request, timeout=30
+            )
+            return response
+
+        published = publish("demo-node")
+        self.say(f"ControllerPublishVolume pvc-demo-1 -> demo-node: publish_context={dict(published.publish_context)}")
+        try:
+            publish("demo-node-2")
+        except grpc.RpcError as refused:
+            self.say(f"ControllerPublishVolume pvc-demo-1 -> demo-node-2: {refused.code().name} ({refused.details()})")
+        got = self.controller.ControllerGetVolume(
+            csi_pb2.ControllerGetVolumeRequest(volume_id="pvc-demo-1"), timeout=30
+        )
+        self.say(f"  published to: {list(got.status.published_node_ids)}")
+        self.controller.ControllerUnpublishVolume(
+            csi_pb2.ControllerUnpublishVolumeRequest(volume_id="pvc-demo-1", node_id="demo-node"), timeout=30
+        )
+        self.say("ControllerUnpublishVolume pvc-demo-1 <- demo-node: detached")
 
     def show_rds(self) -> None:
         """What the RDS itself now holds, read back through the driver's own RouterOS client."""
@@ -129,6 +158,8 @@ def run_demo(out: TextIO) -> int:
             "endpoint": f"unix://{workdir}/csi.sock",
             "metrics_address": "127.0.0.1:0",
             "log_level": "error",
+            "kube_api": "off",
+            "static_nodes": "demo-node,demo-node-2",
         },
         {},
     )

@@ -5,17 +5,23 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from pathlib import Path
 from types import FrameType
 
 from rds_csi import __version__
 from rds_csi._native import BACKEND as NATIVE_BACKEND
+from rds_csi._native import AttachmentTable
+from rds_csi.attach import AttachmentManager, EventSink, Reconciler
+from rds_csi.attachment_sync import KubeAttachmentSync, KubeNodeDirectory, LoggingEventSink, StaticNodeFacts
 from rds_csi.backends import RouterOSBackend
-from rds_csi.config import PluginConfig
-from rds_csi.csi.controller import ControllerServicer
+from rds_csi.clock import SystemClock
+from rds_csi.config import KubeConfig, PluginConfig
+from rds_csi.csi.controller import ControllerServicer, NodeDirectory
 from rds_csi.csi.identity import IdentityServicer
 from rds_csi.csi.interceptors import CsiCallInterceptor
 from rds_csi.csi.server import CsiServer
 from rds_csi.csi.validation import CapacityLimits, ParameterDefaults
+from rds_csi.kube import EventRecorder, KubeApi, KubeAttachmentFacts, KubeSettings
 from rds_csi.observability.health import HealthRegistry
 from rds_csi.observability.http import ObservabilityServer
 from rds_csi.observability.logging import log_event
@@ -23,6 +29,76 @@ from rds_csi.observability.metrics import Metrics
 from rds_csi.routeros.volumes import VolumeBackend
 
 _log = logging.getLogger(__name__)
+
+
+def kube_settings(config: KubeConfig) -> KubeSettings | None:
+    if config.api == "off":
+        return None
+    if config.api == "in-cluster":
+        return KubeSettings(in_cluster=True)
+    token = Path(config.token_file).read_text(encoding="utf-8").strip() if config.token_file else None
+    return KubeSettings(base_url=config.api, token=token, ca_file=config.ca_file)
+
+
+class ControllerParts:
+    """Everything the controller service runs besides the gRPC servicer: backend, attachments, Kubernetes."""
+
+    def __init__(self, config: PluginConfig, metrics: Metrics, health: HealthRegistry) -> None:
+        clock = SystemClock()
+        self.routeros = RouterOSBackend(config.routeros, metrics)
+        health.register("routeros", self.routeros.client.check)
+        settings = kube_settings(config.kube)
+        self.kube = KubeApi(settings) if settings is not None else None
+        self.events: EventRecorder | None = None
+        events: EventSink
+        nodes: NodeDirectory
+        if self.kube is not None:
+            self.events = events = EventRecorder(self.kube, config.driver_name, metrics)
+            facts: KubeAttachmentFacts | StaticNodeFacts = KubeAttachmentFacts(self.kube, config.driver_name)
+            nodes = KubeNodeDirectory(self.kube)
+        else:
+            events = LoggingEventSink()
+            facts = nodes = StaticNodeFacts(config.kube.static_nodes)
+        self.attachments = AttachmentManager(
+            AttachmentTable(), facts, events, clock, metrics, grace_seconds=config.attach.grace_period
+        )
+        self.reconciler = Reconciler(self.attachments, config.attach.reconcile_interval)
+        self.sync = (
+            KubeAttachmentSync(self.kube, config.driver_name, self.attachments, self.reconciler, clock)
+            if self.kube is not None
+            else None
+        )
+        self.servicer = ControllerServicer(
+            VolumeBackend(
+                self.routeros.client,
+                base_path=config.volumes.base_path,
+                capacity_cache_seconds=config.volumes.capacity_cache_seconds,
+            ),
+            ParameterDefaults(
+                volume_path=config.volumes.base_path,
+                nvme_address=config.volumes.nvme_address,
+                nvme_port=config.volumes.nvme_port,
+            ),
+            CapacityLimits(maximum_bytes=config.volumes.max_volume_bytes),
+            self.attachments,
+            nodes,
+        )
+
+    def start(self) -> None:
+        """Rebuild attachments from the cluster before any publish can be answered."""
+        if self.sync is not None:
+            self.sync.start()
+        self.reconciler.start()
+
+    def stop(self) -> None:
+        self.reconciler.stop()
+        if self.sync is not None:
+            self.sync.stop()
+        if self.events is not None:
+            self.events.stop(timeout=5.0)
+        if self.kube is not None:
+            self.kube.close()
+        self.routeros.close()
 
 
 class Plugin:
@@ -38,26 +114,10 @@ class Plugin:
             health=self.health,
         )
         registrations = [identity.register]
-        self.routeros: RouterOSBackend | None = None
-        self.controller: ControllerServicer | None = None
+        self.controller: ControllerParts | None = None
         if config.mode.runs_controller:
-            self.routeros = RouterOSBackend(config.routeros, self.metrics)
-            self.health.register("routeros", self.routeros.client.check)
-            volumes = VolumeBackend(
-                self.routeros.client,
-                base_path=config.volumes.base_path,
-                capacity_cache_seconds=config.volumes.capacity_cache_seconds,
-            )
-            self.controller = ControllerServicer(
-                volumes,
-                ParameterDefaults(
-                    volume_path=config.volumes.base_path,
-                    nvme_address=config.volumes.nvme_address,
-                    nvme_port=config.volumes.nvme_port,
-                ),
-                CapacityLimits(maximum_bytes=config.volumes.max_volume_bytes),
-            )
-            registrations.append(self.controller.register)
+            self.controller = ControllerParts(config, self.metrics, self.health)
+            registrations.append(self.controller.servicer.register)
         self.server = CsiServer(
             endpoints=config.endpoint,
             registrations=registrations,
@@ -69,6 +129,10 @@ class Plugin:
             self.http = ObservabilityServer(config.metrics_address, self.metrics, self.health)
         self._stop_requested = threading.Event()
 
+    @property
+    def routeros(self) -> RouterOSBackend | None:
+        return self.controller.routeros if self.controller is not None else None
+
     def start(self) -> None:
         log_event(
             _log,
@@ -79,25 +143,27 @@ class Plugin:
             native_backend=NATIVE_BACKEND,
             node_id=self.config.node_id or "-",
         )
-        if self.http is not None:
-            self.http.start()
         try:
+            if self.http is not None:
+                self.http.start()
+            if self.controller is not None:
+                self.controller.start()
             self.server.start()
         except Exception:
-            if self.http is not None:
-                self.http.stop()
-            if self.routeros is not None:
-                self.routeros.close()
+            self._stop_parts()
             raise
 
     def stop(self) -> None:
         log_event(_log, "plugin.stopping", timeout_s=self.config.shutdown_timeout)
         self.server.stop(self.config.shutdown_timeout)
+        self._stop_parts()
+        log_event(_log, "plugin.stopped")
+
+    def _stop_parts(self) -> None:
         if self.http is not None:
             self.http.stop()
-        if self.routeros is not None:
-            self.routeros.close()
-        log_event(_log, "plugin.stopped")
+        if self.controller is not None:
+            self.controller.stop()
 
     def request_stop(self) -> None:
         self._stop_requested.set()

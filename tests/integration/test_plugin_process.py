@@ -114,6 +114,8 @@ def test_demo_runs_the_lifecycle_end_to_end() -> None:
         "CreateSnapshot",
         "from the snapshot",
         "node expansion required=True",
+        "-> demo-node-2: FAILED_PRECONDITION",
+        "published to: ['demo-node']",
         "0 volumes left",
         "demo finished: OK",
     ):

@@ -15,6 +15,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from rds_csi import errors
+from rds_csi.attach import AttachmentManager, PublishRequest, migration_timeout_from_context
 from rds_csi.csi.locks import LockedServicer, csi_method
 from rds_csi.csi.proto import csi_pb2, csi_pb2_grpc
 from rds_csi.csi.validation import (
@@ -46,10 +47,10 @@ CONTEXT_NQN = "nqn"
 T = TypeVar("T")
 
 
-class PublicationView(Protocol):
-    """What the controller needs to know about attachments (served by the attachments layer)."""
+class NodeDirectory(Protocol):
+    """Whether a node id names a node of this cluster (a Node object, or a configured id without an API)."""
 
-    def published_nodes(self, volume_id: str) -> list[str]: ...
+    def node_known(self, node_id: str) -> bool: ...
 
 
 def _page(items: Sequence[T], key: Callable[[T], str], max_entries: int, token: str) -> tuple[list[T], str]:
@@ -82,13 +83,15 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
         backend: VolumeBackend,
         defaults: ParameterDefaults,
         limits: CapacityLimits,
-        publications: PublicationView | None = None,
+        attachments: AttachmentManager,
+        nodes: NodeDirectory,
     ) -> None:
         LockedServicer.__init__(self)
         self._backend = backend
         self._defaults = defaults
         self._limits = limits
-        self._publications = publications
+        self._attachments = attachments
+        self._nodes = nodes
 
     def register(self, server: grpc.Server) -> None:
         csi_pb2_grpc.add_ControllerServicer_to_server(self, server)
@@ -96,7 +99,7 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
     # ---- capabilities -------------------------------------------------------------------------------------------
 
     def capabilities(self) -> list[csi_pb2.ControllerServiceCapability.RPC.Type]:
-        caps = [
+        return [
             _Cap.CREATE_DELETE_VOLUME,
             _Cap.EXPAND_VOLUME,
             _Cap.GET_CAPACITY,
@@ -106,10 +109,9 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
             _Cap.CREATE_DELETE_SNAPSHOT,
             _Cap.LIST_SNAPSHOTS,
             _Cap.CLONE_VOLUME,
+            _Cap.PUBLISH_UNPUBLISH_VOLUME,
+            _Cap.LIST_VOLUMES_PUBLISHED_NODES,
         ]
-        if self._publications is not None:
-            caps += [_Cap.PUBLISH_UNPUBLISH_VOLUME, _Cap.LIST_VOLUMES_PUBLISHED_NODES]
-        return caps
 
     def ControllerGetCapabilities(
         self, request: csi_pb2.ControllerGetCapabilitiesRequest, context: grpc.ServicerContext
@@ -159,12 +161,11 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
         self, request: csi_pb2.DeleteVolumeRequest, context: grpc.ServicerContext
     ) -> csi_pb2.DeleteVolumeResponse:
         volume_id = require(request.volume_id, "volume_id")
-        if self._publications is not None:
-            nodes = self._publications.published_nodes(volume_id)
-            if nodes:
-                raise errors.FailedPrecondition(
-                    f"volume {volume_id!r} is still published to {', '.join(nodes)}; unpublish it first"
-                )
+        nodes = self._attachments.published_nodes(volume_id)
+        if nodes:
+            raise errors.FailedPrecondition(
+                f"volume {volume_id!r} is still published to {', '.join(nodes)}; unpublish it first"
+            )
         self._backend.delete_volume(volume_id)
         return csi_pb2.DeleteVolumeResponse()
 
@@ -213,8 +214,7 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
         entries = []
         for volume in volumes:
             entry = csi_pb2.ListVolumesResponse.Entry(volume=self._volume_message(volume, None))
-            if self._publications is not None:
-                entry.status.published_node_ids.extend(self._publications.published_nodes(volume.volume_id))
+            entry.status.published_node_ids.extend(self._attachments.published_nodes(volume.volume_id))
             entries.append(entry)
         return csi_pb2.ListVolumesResponse(entries=entries, next_token=next_token)
 
@@ -226,8 +226,7 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
         if volume is None:
             raise errors.NotFound(f"volume {volume_id!r} does not exist")
         status = csi_pb2.ControllerGetVolumeResponse.VolumeStatus(volume_condition=self._condition(volume))
-        if self._publications is not None:
-            status.published_node_ids.extend(self._publications.published_nodes(volume_id))
+        status.published_node_ids.extend(self._attachments.published_nodes(volume_id))
         return csi_pb2.ControllerGetVolumeResponse(volume=self._volume_message(volume, None), status=status)
 
     def GetCapacity(
@@ -244,6 +243,45 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
         response.maximum_volume_size.value = min(self._limits.maximum_bytes, pool.free_bytes)
         response.minimum_volume_size.value = self._limits.minimum_bytes
         return response
+
+    # ---- attachments --------------------------------------------------------------------------------------------
+
+    @csi_method(lock_on="volume_id")
+    def ControllerPublishVolume(
+        self, request: csi_pb2.ControllerPublishVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.ControllerPublishVolumeResponse:
+        volume_id = require(request.volume_id, "volume_id")
+        node_id = require(request.node_id, "node_id")
+        if not request.HasField("volume_capability"):
+            raise errors.InvalidArgument("volume_capability is required")
+        capability = validate_capabilities([request.volume_capability])
+        volume = self._backend.get_volume(volume_id)
+        if volume is None:
+            raise errors.NotFound(f"volume {volume_id!r} does not exist")
+        if not self._nodes.node_known(node_id):
+            raise errors.NotFound(f"node {node_id!r} is not a node of this cluster")
+        self._attachments.publish(
+            PublishRequest(
+                volume_id=volume_id,
+                node_id=node_id,
+                multi_node_block=capability.multi_node,
+                readonly=request.readonly,
+                migration_timeout=migration_timeout_from_context(request.volume_context),
+            )
+        )
+        # The node finds the device by NQN; handing it over here keeps NodeStage independent of volume_context.
+        return csi_pb2.ControllerPublishVolumeResponse(publish_context={CONTEXT_NQN: volume.nqn or ""})
+
+    @csi_method(lock_on="volume_id")
+    def ControllerUnpublishVolume(
+        self, request: csi_pb2.ControllerUnpublishVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.ControllerUnpublishVolumeResponse:
+        volume_id = require(request.volume_id, "volume_id")
+        # No node id means "from every node" (CSI spec).
+        nodes = [request.node_id] if request.node_id else self._attachments.published_nodes(volume_id)
+        for node_id in nodes:
+            self._attachments.unpublish(volume_id, node_id)
+        return csi_pb2.ControllerUnpublishVolumeResponse()
 
     # ---- snapshots ----------------------------------------------------------------------------------------------
 

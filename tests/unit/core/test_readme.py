@@ -18,7 +18,7 @@ def test_readme_lists_every_option_with_its_env_and_default() -> None:
     rows = {
         m.group(1): m for m in re.finditer(r"^\| `(--[a-z0-9-]+)` \| `(RDS_CSI_[A-Z0-9_]+)` \| ([^|]+) \|", text, re.M)
     }
-    assert set(rows) == {o.flag for o in ALL_OPTIONS}
+    assert set(rows) == {o.flag for o in ALL_OPTIONS}, "run scripts/gen-option-table"
     for option in ALL_OPTIONS:
         row = rows[option.flag]
         assert row.group(2) == option.env

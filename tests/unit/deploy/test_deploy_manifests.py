@@ -186,7 +186,9 @@ def plugin_flags(container: Doc) -> dict[str, str | None]:
 
 def effective_config(bundle: Bundle, component: str, env_overrides: Mapping[str, str] | None = None) -> PluginConfig:
     container = plugin_container(workload(bundle, component))
-    env = plugin_environment(bundle, container) | dict(env_overrides or {})
+    # Kubernetes sets KUBERNETES_SERVICE_HOST in every pod: "--kube-api auto" then means in-cluster.
+    in_pod = {"KUBERNETES_SERVICE_HOST": "10.96.0.1"}
+    env = in_pod | plugin_environment(bundle, container) | dict(env_overrides or {})
     return load_plugin_config(plugin_flags(container), env)
 
 
