@@ -11,6 +11,7 @@ from pathlib import Path
 import grpc
 
 from rds_csi.backends import ensure_client_key
+from rds_csi.clock import Clock
 from rds_csi.config import load_plugin_config
 from rds_csi.csi.proto import csi_pb2_grpc
 from rds_csi.plugin import Plugin
@@ -147,7 +148,7 @@ class RunningController:
 
 
 def start_controller(
-    access: SimulatorAccess, backend: str, socket_path: Path, **flags: str | None
+    access: SimulatorAccess, backend: str, socket_path: Path, clock: Clock | None = None, **flags: str | None
 ) -> RunningController:
     options: dict[str, str | None] = {
         "mode": "controller",
@@ -159,7 +160,7 @@ def start_controller(
         **access.plugin_flags(backend),
         **flags,
     }
-    plugin = Plugin(load_plugin_config(options, {}))
+    plugin = Plugin(load_plugin_config(options, {}), clock)
     plugin.start()
     channel = grpc.insecure_channel(f"unix://{socket_path}")
     return RunningController(

@@ -86,15 +86,22 @@ class KubeAttachmentSync:
     """Rebuild from VolumeAttachments, then follow them; follow Node deletions into the reconciler."""
 
     def __init__(
-        self, api: KubeApi, driver_name: str, manager: AttachmentManager, reconciler: Reconciler, clock: Clock
+        self,
+        api: KubeApi,
+        driver_name: str,
+        manager: AttachmentManager,
+        reconciler: Reconciler,
+        clock: Clock,
+        watch_clock: Clock,
     ) -> None:
+        """``clock`` is the manager's (attachment times); ``watch_clock`` paces the watches' reconnect backoff."""
         self._api = api
         self._driver = driver_name
         self._manager = manager
         self._clock = clock
         self._pvs: dict[str, PvInfo] = {}
-        self._va_watcher = VolumeAttachmentWatcher(api, driver_name, self._on_va_event, clock)
-        self._node_watcher = NodeWatcher(api, lambda _node: reconciler.trigger(), clock)
+        self._va_watcher = VolumeAttachmentWatcher(api, driver_name, self._on_va_event, watch_clock)
+        self._node_watcher = NodeWatcher(api, lambda _node: reconciler.trigger(), watch_clock)
 
     def start(self) -> None:
         """Rebuild the table from the API (raises ``Unavailable`` if it cannot), then start following it."""
@@ -123,5 +130,7 @@ class KubeAttachmentSync:
         fact = fact_from_record(record, pv, self._clock)
         if kind == "DELETED":
             self._manager.apply_va_event("DELETED", fact)
+        elif record.deleting:
+            return  # on its way out: the attacher is unpublishing it; it must never attach the node again
         elif kind in ("ADDED", "MODIFIED"):
             self._manager.apply_va_event("ADDED" if kind == "ADDED" else "MODIFIED", fact)

@@ -14,7 +14,7 @@ from rds_csi._native import AttachmentTable
 from rds_csi.attach import AttachmentManager, EventSink, Reconciler
 from rds_csi.attachment_sync import KubeAttachmentSync, KubeNodeDirectory, LoggingEventSink, StaticNodeFacts
 from rds_csi.backends import RouterOSBackend
-from rds_csi.clock import SystemClock
+from rds_csi.clock import Clock, SystemClock
 from rds_csi.config import KubeConfig, PluginConfig
 from rds_csi.csi.controller import ControllerServicer, NodeDirectory
 from rds_csi.csi.identity import IdentityServicer
@@ -43,8 +43,7 @@ def kube_settings(config: KubeConfig) -> KubeSettings | None:
 class ControllerParts:
     """Everything the controller service runs besides the gRPC servicer: backend, attachments, Kubernetes."""
 
-    def __init__(self, config: PluginConfig, metrics: Metrics, health: HealthRegistry) -> None:
-        clock = SystemClock()
+    def __init__(self, config: PluginConfig, metrics: Metrics, health: HealthRegistry, clock: Clock) -> None:
         self.routeros = RouterOSBackend(config.routeros, metrics)
         health.register("routeros", self.routeros.client.check)
         settings = kube_settings(config.kube)
@@ -64,7 +63,7 @@ class ControllerParts:
         )
         self.reconciler = Reconciler(self.attachments, config.attach.reconcile_interval)
         self.sync = (
-            KubeAttachmentSync(self.kube, config.driver_name, self.attachments, self.reconciler, clock)
+            KubeAttachmentSync(self.kube, config.driver_name, self.attachments, self.reconciler, clock, SystemClock())
             if self.kube is not None
             else None
         )
@@ -102,7 +101,8 @@ class ControllerParts:
 
 
 class Plugin:
-    def __init__(self, config: PluginConfig) -> None:
+    def __init__(self, config: PluginConfig, clock: Clock | None = None) -> None:
+        """``clock`` drives the attachment rules (grace periods, migration windows); tests pass virtual time."""
         self.config = config
         self.metrics = Metrics()
         self.health = HealthRegistry()
@@ -116,7 +116,7 @@ class Plugin:
         registrations = [identity.register]
         self.controller: ControllerParts | None = None
         if config.mode.runs_controller:
-            self.controller = ControllerParts(config, self.metrics, self.health)
+            self.controller = ControllerParts(config, self.metrics, self.health, clock or SystemClock())
             registrations.append(self.controller.servicer.register)
         self.server = CsiServer(
             endpoints=config.endpoint,

@@ -125,6 +125,9 @@ class AttachmentManager:
         self._migration_allowed = migration_allowed
         self._locks = tuple(threading.Lock() for _ in range(_LOCK_STRIPES))
         self._readonly: dict[tuple[str, str], bool] = {}
+        # When each (volume, node) was last unpublished: a watch event about a VolumeAttachment created before that
+        # moment is older news than the unpublish, and must not attach the node again.
+        self._unpublished_at: dict[tuple[str, str], float] = {}
         # Volumes with a live (not failed) migration, for the active gauge; kept with its own lock because a
         # gauge set from two threads must not go back in time.
         self._migrating: set[str] = set()
@@ -148,6 +151,7 @@ class AttachmentManager:
                 entry, events = self._settle(volume_id, now)
                 decision = decide_unpublish(entry, node_id, now)
                 events += self._apply(volume_id, entry, decision)
+                self._unpublished_at[volume_id, node_id] = now
             self._post(volume_id, events)
             log_event(_log, "attach.unpublish", volume_id=volume_id, node_id=node_id, outcome=_outcome(decision))
 
@@ -199,6 +203,8 @@ class AttachmentManager:
             decision: Decision
             if kind == "DELETED":
                 decision = decide_va_deleted(entry, record.node_id, now, self._grace)
+            elif record.created_at <= self._unpublished_at.get((volume_id, record.node_id), -math.inf):
+                decision = Nothing()  # the attachment this VolumeAttachment reports was unpublished since
             elif record.attached:
                 decision = decide_observed_attach(
                     entry,

@@ -663,3 +663,15 @@ def test_reconciler_stop_ends_the_thread_and_start_is_once(h: Harness) -> None:
 def test_reconciler_interval_must_be_positive_and_finite(h: Harness, interval: float) -> None:
     with pytest.raises(ValueError, match="interval"):
         Reconciler(h.manager, interval=interval)
+
+
+def test_watch_event_older_than_an_unpublish_does_not_attach_again(h: Harness) -> None:
+    """A lagging watch reports a VolumeAttachment as attached after we unpublished it: old news, ignored."""
+    h.publish("a")
+    h.clock.advance(5)
+    h.manager.unpublish(VOL, "a")
+    h.manager.apply_va_event("MODIFIED", fact("a", created=T0))  # created before the unpublish
+    assert h.nodes() == []
+    h.clock.advance(5)
+    h.manager.apply_va_event("ADDED", fact("a", created=h.clock.now()))  # a new VolumeAttachment: news
+    assert h.nodes() == ["a"]

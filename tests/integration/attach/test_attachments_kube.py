@@ -1,0 +1,271 @@
+"""Attachments end to end: real gRPC to the controller, the simulator over SSH, and the Kubernetes API emulator
+over the real REST protocol. Attachment time is virtual (the plugin's clock), so windows pass instantly."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from rds_csi import DEFAULT_DRIVER_NAME
+from rds_csi.clock import ManualClock
+from rds_csi.csi.proto import csi_pb2
+from tests.integration.plugin_process import free_port
+from tests.kube_emulator import KubeEmulator
+from tests.support import RunningController, SimulatorAccess, start_controller, start_simulator
+
+GiB = 1 << 30
+Mode = csi_pb2.VolumeCapability.AccessMode.Mode
+NAMESPACE = "vms"
+
+
+def block_cap(mode: int) -> csi_pb2.VolumeCapability:
+    return csi_pb2.VolumeCapability(
+        access_mode=csi_pb2.VolumeCapability.AccessMode(mode=mode),  # type: ignore[arg-type]
+        block=csi_pb2.VolumeCapability.BlockVolume(),
+    )
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+class Cluster:
+    """The simulator, the API emulator and a controller pointed at both; the controller can be restarted."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.sim: SimulatorAccess = start_simulator(directory)
+        self.kube = KubeEmulator().start()
+        self.clock = ManualClock()
+        self.metrics_port = free_port()
+        self.ctl = self._start()
+
+    def _start(self) -> RunningController:
+        return start_controller(
+            self.sim,
+            "ssh",
+            self.directory / f"ctl-{time.monotonic_ns()}.sock",
+            self.clock,
+            kube_api=self.kube.url,
+            static_nodes="",
+            attach_grace_period="30",
+            reconcile_interval="5",
+            metrics_address=f"127.0.0.1:{self.metrics_port}",
+        )
+
+    def restart_controller(self) -> None:
+        self.ctl.stop()
+        self.ctl = self._start()
+
+    def stop(self) -> None:
+        self.ctl.stop()
+        self.kube.stop()
+        self.sim.simulator.stop()
+
+    # -- what Kubernetes does around a CSI volume --------------------------------------------------------------
+
+    def volume(self, name: str, *, block_rwx: bool, migration_timeout: int = 30) -> csi_pb2.Volume:
+        cap = block_cap(Mode.MULTI_NODE_MULTI_WRITER if block_rwx else Mode.SINGLE_NODE_WRITER)
+        volume = self.ctl.controller.CreateVolume(
+            csi_pb2.CreateVolumeRequest(
+                name=name,
+                volume_capabilities=[cap],
+                capacity_range=csi_pb2.CapacityRange(required_bytes=GiB),
+                parameters={"migrationTimeoutSeconds": str(migration_timeout)},
+            ),
+            timeout=30,
+        ).volume
+        self.kube.add_pvc(NAMESPACE, f"claim-{name}", volume_name=name)
+        self.kube.add_pv(
+            name,
+            driver=DEFAULT_DRIVER_NAME,
+            claim=(NAMESPACE, f"claim-{name}"),
+            access_modes=("ReadWriteMany",) if block_rwx else ("ReadWriteOnce",),
+            volume_mode="Block",
+            volume_attributes=dict(volume.volume_context),
+        )
+        return volume
+
+    def attach(self, volume: csi_pb2.Volume, node: str, *, block_rwx: bool) -> str:
+        """The attacher: VolumeAttachment first, then ControllerPublishVolume, then status.attached."""
+        va = self.kube.add_volume_attachment(volume.volume_id, node, DEFAULT_DRIVER_NAME, attached=False)
+        self.publish(volume, node, block_rwx=block_rwx)
+        self.kube.set_attached(va, True)
+        return va
+
+    def publish(self, volume: csi_pb2.Volume, node: str, *, block_rwx: bool) -> None:
+        cap = block_cap(Mode.MULTI_NODE_MULTI_WRITER if block_rwx else Mode.SINGLE_NODE_WRITER)
+        self.ctl.controller.ControllerPublishVolume(
+            csi_pb2.ControllerPublishVolumeRequest(
+                volume_id=volume.volume_id, node_id=node, volume_capability=cap, volume_context=volume.volume_context
+            ),
+            timeout=30,
+        )
+
+    def detach(self, volume: csi_pb2.Volume, node: str, va: str) -> None:
+        self.ctl.controller.ControllerUnpublishVolume(
+            csi_pb2.ControllerUnpublishVolumeRequest(volume_id=volume.volume_id, node_id=node), timeout=30
+        )
+        self.kube.delete_volume_attachment(va)
+
+    def published(self, volume: csi_pb2.Volume) -> list[str]:
+        got = self.ctl.controller.ControllerGetVolume(
+            csi_pb2.ControllerGetVolumeRequest(volume_id=volume.volume_id), timeout=30
+        )
+        return list(got.status.published_node_ids)
+
+    def event_reasons(self, volume: csi_pb2.Volume) -> list[str]:
+        claim = f"claim-{volume.volume_id}"
+        return [e["reason"] for e in self.kube.events() if e["involvedObject"]["name"] == claim]
+
+    def metrics(self) -> str:
+        return urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).read().decode()
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    directory = Path(tempfile.mkdtemp(prefix="rds-att-"))
+    cluster = Cluster(directory)
+    for node in ("node-a", "node-b", "node-c"):
+        cluster.kube.add_node(node)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_live_migration_completes_when_the_source_detaches(cluster: Cluster) -> None:
+    volume = cluster.volume("pvc-vm-ok", block_rwx=True)
+    va_a = cluster.attach(volume, "node-a", block_rwx=True)
+    cluster.attach(volume, "node-b", block_rwx=True)
+    assert cluster.published(volume) == ["node-a", "node-b"]
+    with pytest.raises(grpc.RpcError) as third:
+        cluster.publish(volume, "node-c", block_rwx=True)
+    assert third.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    cluster.clock.advance(12)
+    cluster.detach(volume, "node-a", va_a)
+    assert cluster.published(volume) == ["node-b"]
+    assert wait_for(lambda: {"MigrationStarted", "MigrationCompleted"} <= set(cluster.event_reasons(volume)))
+    metrics = cluster.metrics()
+    assert 'rds_csi_migration_total{result="completed"} 1.0' in metrics
+    assert "rds_csi_migration_duration_seconds_count 1.0" in metrics
+    assert "rds_csi_migration_active 0.0" in metrics
+
+
+def test_live_migration_rolls_back_when_the_target_detaches(cluster: Cluster) -> None:
+    volume = cluster.volume("pvc-vm-back", block_rwx=True)
+    cluster.attach(volume, "node-a", block_rwx=True)
+    va_b = cluster.attach(volume, "node-b", block_rwx=True)
+    cluster.detach(volume, "node-b", va_b)
+    assert cluster.published(volume) == ["node-a"]
+    assert wait_for(lambda: "MigrationFailed" in cluster.event_reasons(volume))
+    failed = [e for e in cluster.kube.events() if e["reason"] == "MigrationFailed"]
+    assert failed[0]["type"] == "Warning"
+
+
+def test_expired_migration_admits_no_new_node_until_one_side_detaches(cluster: Cluster) -> None:
+    volume = cluster.volume("pvc-vm-slow", block_rwx=True, migration_timeout=30)
+    cluster.attach(volume, "node-a", block_rwx=True)
+    va_b = cluster.attach(volume, "node-b", block_rwx=True)
+    cluster.clock.advance(31)
+    with pytest.raises(grpc.RpcError) as refused:
+        cluster.publish(volume, "node-c", block_rwx=True)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert wait_for(lambda: "MigrationFailed" in cluster.event_reasons(volume))
+    assert 'rds_csi_migration_total{result="failed"} 1.0' in cluster.metrics()
+    cluster.detach(volume, "node-b", va_b)
+    assert cluster.published(volume) == ["node-a"]
+
+
+def test_controller_restart_mid_migration_rebuilds_from_volume_attachments(cluster: Cluster) -> None:
+    volume = cluster.volume("pvc-vm-restart", block_rwx=True)
+    va_a = cluster.attach(volume, "node-a", block_rwx=True)
+    cluster.attach(volume, "node-b", block_rwx=True)
+    cluster.restart_controller()
+    assert sorted(cluster.published(volume)) == ["node-a", "node-b"]  # rebuilt before serving, from VAs alone
+    with pytest.raises(grpc.RpcError) as third:
+        cluster.publish(volume, "node-c", block_rwx=True)
+    assert third.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    cluster.detach(volume, "node-a", va_a)
+    assert cluster.published(volume) == ["node-b"]
+
+
+def test_single_writer_conflict_then_deleted_node_is_cleared_and_new_node_admitted(cluster: Cluster) -> None:
+    volume = cluster.volume("pvc-rwo", block_rwx=False)
+    cluster.attach(volume, "node-a", block_rwx=False)
+    with pytest.raises(grpc.RpcError) as conflict:
+        cluster.publish(volume, "node-b", block_rwx=False)
+    assert conflict.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert wait_for(lambda: "AttachmentConflict" in cluster.event_reasons(volume))
+    cluster.clock.advance(60)  # past the grace period: the attachment is no longer fresh
+    cluster.kube.delete_node("node-a")  # the node is gone (its VA lingers, as after a node crash)
+    assert wait_for(lambda: cluster.published(volume) == [])  # the node watch triggered the reconciler
+    assert wait_for(lambda: "StaleAttachmentCleared" in cluster.event_reasons(volume))
+    cluster.attach(volume, "node-b", block_rwx=False)
+    assert cluster.published(volume) == ["node-b"]
+    metrics = cluster.metrics()
+    assert "rds_csi_attachment_conflicts_total 1.0" in metrics
+    assert "rds_csi_attachment_stale_cleared_total 1.0" in metrics
+    assert 'rds_csi_attachment_reconcile_total{action="stale_cleared"}' in metrics
+
+
+def test_grace_period_answers_aborted_and_never_admits_a_second_writer(cluster: Cluster) -> None:
+    volume = cluster.volume("pvc-grace", block_rwx=False)
+    va_a = cluster.attach(volume, "node-a", block_rwx=False)
+    cluster.detach(volume, "node-a", va_a)
+    cluster.attach(volume, "node-c", block_rwx=False)  # a new owner right after the detach
+    with pytest.raises(grpc.RpcError) as retry:
+        cluster.publish(volume, "node-b", block_rwx=False)
+    assert retry.value.code() == grpc.StatusCode.ABORTED
+    assert "grace period" in (retry.value.details() or "")
+    assert cluster.published(volume) == ["node-c"]
+    cluster.clock.advance(31)
+    with pytest.raises(grpc.RpcError) as after:
+        cluster.publish(volume, "node-b", block_rwx=False)
+    assert after.value.code() == grpc.StatusCode.FAILED_PRECONDITION  # node-c is alive: still one writer
+    assert "rds_csi_attachment_grace_period_used_total 1.0" in cluster.metrics()
+
+
+def test_every_attachment_metric_moves_and_events_reach_the_claim(cluster: Cluster) -> None:
+    volume = cluster.volume("pvc-metrics", block_rwx=False)
+    va = cluster.attach(volume, "node-a", block_rwx=False)
+    cluster.detach(volume, "node-a", va)
+    assert wait_for(lambda: {"VolumeAttached", "VolumeDetached"} <= set(cluster.event_reasons(volume)))
+    event = next(e for e in cluster.kube.events() if e["reason"] == "VolumeAttached")
+    assert event["involvedObject"]["kind"] == "PersistentVolumeClaim"
+    assert event["involvedObject"]["namespace"] == NAMESPACE
+    metrics = cluster.metrics()
+    for series in (
+        "rds_csi_attachment_attach_total 1.0",
+        "rds_csi_attachment_detach_total 1.0",
+        'rds_csi_attachment_operation_duration_seconds_count{operation="publish"}',
+        "rds_csi_attachments_active 0.0",
+        'rds_csi_events_posted_total{reason="VolumeAttached",result="posted"} 1.0',
+    ):
+        assert series in metrics, series
+
+
+def test_hanging_event_posts_never_delay_a_csi_call(cluster: Cluster) -> None:
+    cluster.kube.hang_events = True
+    try:
+        volume = cluster.volume("pvc-slow-events", block_rwx=False)
+        started = time.monotonic()
+        for _ in range(5):
+            va = cluster.attach(volume, "node-a", block_rwx=False)
+            cluster.detach(volume, "node-a", va)
+        assert time.monotonic() - started < 5.0  # ten publishes/unpublishes, each posting an event that hangs
+    finally:
+        cluster.kube.hang_events = False
