@@ -91,6 +91,7 @@ class KubeAttachmentSync:
         driver_name: str,
         manager: AttachmentManager,
         reconciler: Reconciler,
+        *,
         clock: Clock,
         watch_clock: Clock,
     ) -> None:

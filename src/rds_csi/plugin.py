@@ -63,7 +63,9 @@ class ControllerParts:
         )
         self.reconciler = Reconciler(self.attachments, config.attach.reconcile_interval)
         self.sync = (
-            KubeAttachmentSync(self.kube, config.driver_name, self.attachments, self.reconciler, clock, SystemClock())
+            KubeAttachmentSync(
+                self.kube, config.driver_name, self.attachments, self.reconciler, clock=clock, watch_clock=SystemClock()
+            )
             if self.kube is not None
             else None
         )

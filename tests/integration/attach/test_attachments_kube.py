@@ -78,7 +78,7 @@ class Cluster:
 
     def volume(self, name: str, *, block_rwx: bool, migration_timeout: int = 30) -> csi_pb2.Volume:
         cap = block_cap(Mode.MULTI_NODE_MULTI_WRITER if block_rwx else Mode.SINGLE_NODE_WRITER)
-        volume = self.ctl.controller.CreateVolume(
+        volume: csi_pb2.Volume = self.ctl.controller.CreateVolume(
             csi_pb2.CreateVolumeRequest(
                 name=name,
                 volume_capabilities=[cap],
@@ -128,10 +128,12 @@ class Cluster:
 
     def event_reasons(self, volume: csi_pb2.Volume) -> list[str]:
         claim = f"claim-{volume.volume_id}"
-        return [e["reason"] for e in self.kube.events() if e["involvedObject"]["name"] == claim]
+        return [str(e["reason"]) for e in self.kube.events() if e["involvedObject"]["name"] == claim]
 
     def metrics(self) -> str:
-        return urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).read().decode()
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as response:
+            body: bytes = response.read()
+        return body.decode()
 
 
 @pytest.fixture
