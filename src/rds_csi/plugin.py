@@ -15,7 +15,7 @@ from rds_csi.attach import AttachmentManager, EventSink, Reconciler
 from rds_csi.attachment_sync import KubeAttachmentSync, KubeNodeDirectory, LoggingEventSink, StaticNodeFacts
 from rds_csi.backends import RouterOSBackend
 from rds_csi.clock import Clock, SystemClock
-from rds_csi.config import KubeConfig, PluginConfig
+from rds_csi.config import KubeConfig, OrphanMode, PluginConfig
 from rds_csi.csi.controller import ControllerServicer, NodeDirectory
 from rds_csi.csi.identity import IdentityServicer
 from rds_csi.csi.interceptors import CsiCallInterceptor
@@ -26,6 +26,7 @@ from rds_csi.observability.health import HealthRegistry
 from rds_csi.observability.http import ObservabilityServer
 from rds_csi.observability.logging import log_event
 from rds_csi.observability.metrics import Metrics
+from rds_csi.orphan_reconciler import OrphanReconciler
 from rds_csi.routeros.volumes import VolumeBackend
 
 _log = logging.getLogger(__name__)
@@ -69,12 +70,28 @@ class ControllerParts:
             if self.kube is not None
             else None
         )
+        self.volumes = VolumeBackend(
+            self.routeros.client,
+            base_path=config.volumes.base_path,
+            capacity_cache_seconds=config.volumes.capacity_cache_seconds,
+        )
+        self.orphans = (
+            OrphanReconciler(
+                self.volumes,
+                self.kube,
+                self.attachments,
+                metrics,
+                clock,
+                driver_name=config.driver_name,
+                mode=config.attach.orphan_mode,
+                grace_seconds=config.attach.orphan_grace,
+                interval=config.attach.orphan_interval,
+            )
+            if self.kube is not None and config.attach.orphan_mode is not OrphanMode.OFF
+            else None
+        )
         self.servicer = ControllerServicer(
-            VolumeBackend(
-                self.routeros.client,
-                base_path=config.volumes.base_path,
-                capacity_cache_seconds=config.volumes.capacity_cache_seconds,
-            ),
+            self.volumes,
             ParameterDefaults(
                 volume_path=config.volumes.base_path,
                 nvme_address=config.volumes.nvme_address,
@@ -90,8 +107,12 @@ class ControllerParts:
         if self.sync is not None:
             self.sync.start()
         self.reconciler.start()
+        if self.orphans is not None:
+            self.orphans.start()
 
     def stop(self) -> None:
+        if self.orphans is not None:
+            self.orphans.stop()
         self.reconciler.stop()
         if self.sync is not None:
             self.sync.stop()

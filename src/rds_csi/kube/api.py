@@ -120,7 +120,10 @@ class ClaimRef:
 
 @dataclass(frozen=True, slots=True)
 class EventSpec:
-    """A core/v1 Event about a PVC, posted once (count 1)."""
+    """A core/v1 Event, posted once (count 1), about a PVC unless ``kind`` names another object.
+
+    For a cluster-scoped object (``cluster_scoped``) ``claim.namespace`` is only where the event is stored.
+    """
 
     claim: ClaimRef
     reason: str
@@ -128,6 +131,9 @@ class EventSpec:
     warning: bool
     component: str
     timestamp: datetime
+    kind: str = "PersistentVolumeClaim"
+    api_version: str = "v1"
+    cluster_scoped: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,9 +406,9 @@ class KubeApi:
             # The recorder's own naming rule (object name + nanosecond clock) keeps names unique without a read.
             metadata=client.V1ObjectMeta(name=f"{claim.name}.{time.time_ns():x}", namespace=claim.namespace),
             involved_object=client.V1ObjectReference(
-                api_version="v1",
-                kind="PersistentVolumeClaim",
-                namespace=claim.namespace,
+                api_version=event.api_version,
+                kind=event.kind,
+                namespace=None if event.cluster_scoped else claim.namespace,
                 name=claim.name,
                 uid=claim.uid,
             ),

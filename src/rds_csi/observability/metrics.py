@@ -149,6 +149,20 @@ class Metrics:
             registry=r,
         )
 
+        self.orphans = Gauge(
+            "orphan_volumes",
+            "Volumes on the RDS that no PersistentVolume claims, by state (waiting, ripe)",
+            ["state"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.orphans_deleted = Counter(
+            "orphan_volumes_deleted",
+            "Orphaned volumes deleted (--orphan-reconcile delete)",
+            namespace=NAMESPACE,
+            registry=r,
+        )
+
         self.events_posted = Counter(
             "events_posted",
             "Kubernetes events by reason and result (posted, failed)",

@@ -1,0 +1,141 @@
+"""Finds (and, only when told to, deletes) volumes on the RDS that no PersistentVolume claims.
+
+Off by default; ``dry-run`` reports (log line, ``rds_csi_orphan_volumes{state}``, a Warning event on the
+CSIDriver object) without touching anything. ``delete`` removes ripe orphans that are not published anywhere.
+A pass that cannot list PVs does nothing: an unknown answer is never taken for "no PV".
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime
+
+from rds_csi import errors
+from rds_csi.attach import AttachmentManager
+from rds_csi.clock import Clock
+from rds_csi.config import OrphanMode
+from rds_csi.kube import ClaimRef, KubeApi
+from rds_csi.kube.api import EventSpec
+from rds_csi.observability.logging import log_event
+from rds_csi.observability.metrics import Metrics
+from rds_csi.routeros.names import parse_router_path
+from rds_csi.routeros.orphans import OrphanCandidate, OrphanScan, age_candidates, unclaimed
+from rds_csi.routeros.volumes import VolumeBackend
+
+_log = logging.getLogger(__name__)
+
+EVENT_NAMESPACE = "default"  # where events about cluster-scoped objects (the CSIDriver) are stored
+
+
+class OrphanReconciler:
+    def __init__(
+        self,
+        volumes: VolumeBackend,
+        kube: KubeApi,
+        attachments: AttachmentManager,
+        metrics: Metrics,
+        clock: Clock,
+        *,
+        driver_name: str,
+        mode: OrphanMode,
+        grace_seconds: float,
+        interval: float,
+    ) -> None:
+        self._volumes = volumes
+        self._kube = kube
+        self._attachments = attachments
+        self._metrics = metrics
+        self._clock = clock
+        self._driver = driver_name
+        self._mode = mode
+        self._grace = grace_seconds
+        self._interval = interval
+        self._first_seen: dict[str, float] = {}
+        self._reported: set[str] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def scan_once(self) -> OrphanScan | None:
+        """One pass. Returns None when the PVs or the RDS could not be listed (nothing is decided then)."""
+        try:
+            claimed = frozenset(pv.volume_handle or pv.name for pv in self._kube.list_pvs(self._driver))
+            volumes = self._volumes.list_volumes()
+            files = self._volumes.client.list_files(self._volumes.base)
+        except errors.RdsCsiError as exc:
+            log_event(_log, "orphans.scan_skipped", logging.WARNING, reason=exc.message)
+            return None
+        scan = age_candidates(
+            unclaimed(volumes, files, self._volumes.base, claimed), self._first_seen, self._clock.now(), self._grace
+        )
+        self._first_seen = dict(scan.first_seen)
+        self._metrics.orphans.labels("waiting").set(len(scan.waiting))
+        self._metrics.orphans.labels("ripe").set(len(scan.ripe))
+        for candidate in scan.ripe:
+            self._handle(candidate)
+        self._reported &= {c.volume_id for c in scan.ripe}
+        return scan
+
+    def _handle(self, candidate: OrphanCandidate) -> None:
+        if self._mode is OrphanMode.DELETE and not self._attachments.published_nodes(candidate.volume_id):
+            try:
+                if candidate.kind == "volume":
+                    self._volumes.delete_volume(candidate.volume_id)
+                else:
+                    self._volumes.client.remove_file(parse_router_path(candidate.path))
+            except errors.RdsCsiError as exc:
+                log_event(
+                    _log, "orphans.delete_failed", logging.WARNING, volume_id=candidate.volume_id, error=exc.message
+                )
+                return
+            self._metrics.orphans_deleted.inc()
+            self._report(
+                candidate, "OrphanVolumeDeleted", f"deleted {candidate.kind} {candidate.path}: no PV claims it"
+            )
+            return
+        if candidate.volume_id not in self._reported:
+            self._reported.add(candidate.volume_id)
+            self._report(
+                candidate,
+                "OrphanVolumeFound",
+                f"{candidate.kind} {candidate.path} has had no PV for at least {self._grace:.0f}s; "
+                f"{'it is published, so it is kept' if self._mode is OrphanMode.DELETE else 'dry run: not deleted'}",
+            )
+
+    def _report(self, candidate: OrphanCandidate, reason: str, message: str) -> None:
+        log_event(_log, "orphans." + reason, logging.WARNING, volume_id=candidate.volume_id, message=message)
+        spec = EventSpec(
+            claim=ClaimRef(EVENT_NAMESPACE, self._driver),
+            reason=reason,
+            message=message,
+            warning=True,
+            component="rds-csi-controller",
+            timestamp=datetime.now(UTC),
+            kind="CSIDriver",
+            api_version="storage.k8s.io/v1",
+            cluster_scoped=True,
+        )
+        try:
+            self._kube.create_event(spec)
+            self._metrics.events_posted.labels(reason, "posted").inc()
+        except errors.RdsCsiError as exc:
+            self._metrics.events_posted.labels(reason, "failed").inc()
+            log_event(_log, "orphans.event_failed", logging.WARNING, error=exc.message)
+
+    # ---- thread -------------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="orphan-reconciler", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.scan_once()
+            except Exception as exc:  # the loop must outlive any one bad pass
+                log_event(_log, "orphans.scan_failed", logging.ERROR, error=repr(exc))
