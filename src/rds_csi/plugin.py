@@ -100,6 +100,7 @@ class ControllerParts:
             CapacityLimits(maximum_bytes=config.volumes.max_volume_bytes),
             self.attachments,
             nodes,
+            claims=self.events,
         )
 
     def start(self) -> None:

@@ -47,6 +47,12 @@ CONTEXT_NQN = "nqn"
 T = TypeVar("T")
 
 
+class ClaimRegistry(Protocol):
+    """Where events about a volume go: the PVC the provisioner named (``--extra-create-metadata``)."""
+
+    def remember_claim(self, volume_id: str, namespace: str, name: str) -> None: ...
+
+
 class NodeDirectory(Protocol):
     """Whether a node id names a node of this cluster (a Node object, or a configured id without an API)."""
 
@@ -85,8 +91,11 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
         limits: CapacityLimits,
         attachments: AttachmentManager,
         nodes: NodeDirectory,
+        *,
+        claims: ClaimRegistry | None = None,
     ) -> None:
         LockedServicer.__init__(self)
+        self._claims = claims
         self._backend = backend
         self._defaults = defaults
         self._limits = limits
@@ -151,6 +160,8 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
             source=source,
             size_ok=lambda existing: size_satisfies(existing, capacity_range),
         )
+        if self._claims is not None and params.pvc_name and params.pvc_namespace:
+            self._claims.remember_claim(volume.volume_id, params.pvc_namespace, params.pvc_name)
         message = self._volume_message(volume, params)
         if request.HasField("volume_content_source"):
             message.content_source.CopyFrom(request.volume_content_source)
@@ -211,10 +222,12 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
         volumes, next_token = _page(
             self._backend.list_volumes(), lambda v: v.volume_id, request.max_entries, request.starting_token
         )
+        present = self._backend.existing_backing_files(volumes)
         entries = []
         for volume in volumes:
             entry = csi_pb2.ListVolumesResponse.Entry(volume=self._volume_message(volume, None))
             entry.status.published_node_ids.extend(self._attachments.published_nodes(volume.volume_id))
+            entry.status.volume_condition.CopyFrom(self._condition(volume, volume.file_path in present))
             entries.append(entry)
         return csi_pb2.ListVolumesResponse(entries=entries, next_token=next_token)
 
@@ -225,7 +238,8 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
         volume = self._backend.get_volume(volume_id)
         if volume is None:
             raise errors.NotFound(f"volume {volume_id!r} does not exist")
-        status = csi_pb2.ControllerGetVolumeResponse.VolumeStatus(volume_condition=self._condition(volume))
+        present = volume.file_path in self._backend.existing_backing_files([volume])
+        status = csi_pb2.ControllerGetVolumeResponse.VolumeStatus(volume_condition=self._condition(volume, present))
         status.published_node_ids.extend(self._attachments.published_nodes(volume_id))
         return csi_pb2.ControllerGetVolumeResponse(volume=self._volume_message(volume, None), status=status)
 
@@ -353,11 +367,11 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
             ready_to_use=True,
         )
 
-    def _condition(self, volume: Volume) -> csi_pb2.VolumeCondition:
+    def _condition(self, volume: Volume, backing_file_present: bool) -> csi_pb2.VolumeCondition:
         problems = []
         if not volume.exported:
             problems.append("the disk is not exported over NVMe/TCP")
-        if not self._backend.backing_file_exists(volume):
+        if not backing_file_present:
             problems.append(f"the backing file {volume.file_path} is missing")
         if problems:
             return csi_pb2.VolumeCondition(abnormal=True, message="; ".join(problems))

@@ -15,7 +15,7 @@ import logging
 import re
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -180,12 +180,14 @@ class VolumeBackend:
         log_event(_log, "volume.expanded", volume_id=volume_id, size=_disk_bytes(disk))
         return self._volume(disk)
 
-    def backing_file_exists(self, volume: Volume) -> bool:
-        if volume.file_path is None:
-            return False
-        path = parse_router_path(volume.file_path, "file_path")
-        directory = RouterPath(path.segments[:-1])
-        return any(f.name == path.file_name for f in self.client.list_files(directory))
+    def existing_backing_files(self, volumes: Iterable[Volume]) -> set[str]:
+        """The ``file_path`` values of ``volumes`` whose backing file exists: one listing per directory."""
+        wanted = {parse_router_path(v.file_path, "file_path") for v in volumes if v.file_path is not None}
+        found: set[str] = set()
+        for directory in {RouterPath(p.segments[:-1]) for p in wanted}:
+            names = {f.name for f in self.client.list_files(directory)}
+            found.update(p.disk_path for p in wanted if p.file_name in names and p.segments[:-1] == directory.segments)
+        return found
 
     # ---- capacity -----------------------------------------------------------------------------------------------
 

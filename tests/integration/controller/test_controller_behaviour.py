@@ -231,3 +231,24 @@ def test_probe_and_healthz_report_routeros_down_and_recover(workdir: Path) -> No
     finally:
         running.stop()
         access.simulator.stop()
+
+
+def test_list_and_get_report_an_unexported_volume_as_abnormal(ctl: RunningController, sim: SimulatorAccess) -> None:
+    ctl.controller.CreateVolume(create_request("pvc-cond-ok"), timeout=30)
+    ctl.controller.CreateVolume(create_request("pvc-cond-bad"), timeout=30)
+    try:
+        # Someone turns the export off on the RDS behind the driver's back.
+        model = sim.simulator.model
+        model.set_disk(model.disk_id("pvc-cond-bad"), {"nvme-tcp-export": "no"})
+        listed = ctl.controller.ListVolumes(csi_pb2.ListVolumesRequest(), timeout=30)
+        conditions = {e.volume.volume_id: e.status.volume_condition for e in listed.entries}
+        assert conditions["pvc-cond-ok"].abnormal is False
+        assert conditions["pvc-cond-bad"].abnormal is True
+        assert "not exported" in conditions["pvc-cond-bad"].message
+        got = ctl.controller.ControllerGetVolume(
+            csi_pb2.ControllerGetVolumeRequest(volume_id="pvc-cond-bad"), timeout=30
+        )
+        assert got.status.volume_condition.abnormal is True
+    finally:
+        delete(ctl, "pvc-cond-ok")
+        delete(ctl, "pvc-cond-bad")
