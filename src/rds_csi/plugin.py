@@ -63,6 +63,8 @@ class ControllerParts:
             AttachmentTable(), facts, events, clock, metrics, grace_seconds=config.attach.grace_period
         )
         self.reconciler = Reconciler(self.attachments, config.attach.reconcile_interval)
+        # After an RDS outage, look at attachments again at once rather than at the next interval.
+        self.routeros.client.on_recovery(self.reconciler.trigger)
         self.sync = (
             KubeAttachmentSync(
                 self.kube, config.driver_name, self.attachments, self.reconciler, clock=clock, watch_clock=SystemClock()

@@ -65,6 +65,12 @@ class RouterOSClient:
         self.transport = transport
         self.command_timeout = command_timeout
         self._metrics = metrics
+        self._unreachable = False
+        self._recovery_listeners: list[Callable[[], None]] = []
+
+    def on_recovery(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` (from the command's thread) when RouterOS answers again after being unreachable."""
+        self._recovery_listeners.append(listener)
 
     # ---- reads --------------------------------------------------------------------------------------------------
 
@@ -174,9 +180,11 @@ class RouterOSClient:
         started = time.perf_counter()
         result = "ok"
         try:
-            return call()
+            value = call()
         except Exception as exc:
             result = _result_label(exc)
+            if isinstance(exc, errors.Unavailable):
+                self._unreachable = True
             raise
         finally:
             took = time.perf_counter() - started
@@ -188,3 +196,15 @@ class RouterOSClient:
                 _log, "routeros.command", level, op=op, result=result, transport=self.transport.name,
                 took_ms=round(took * 1000, 2),
             )  # fmt: skip
+        if self._unreachable:
+            self._unreachable = False
+            self._notify_recovery()
+        return value
+
+    def _notify_recovery(self) -> None:
+        log_event(_log, "routeros.reachable_again", transport=self.transport.name)
+        for listener in self._recovery_listeners:
+            try:
+                listener()
+            except Exception as exc:  # a listener's failure must not fail the command that succeeded
+                log_event(_log, "routeros.recovery_listener_failed", logging.WARNING, error=repr(exc))

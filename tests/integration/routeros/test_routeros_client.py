@@ -455,3 +455,16 @@ def test_pool_serves_waiters_in_arrival_order(sim: SimulatorAccess) -> None:
         stop.set()
         hog.join(10)
         pool.close()
+
+
+def test_recovery_listeners_fire_once_when_routeros_answers_again(client: RouterOSClient, sim: SimulatorAccess) -> None:
+    recovered: list[int] = []
+    client.on_recovery(lambda: recovered.append(1))
+    client.get_disk(fresh_slot())
+    assert recovered == []  # healthy all along: nothing to recover from
+    add_fault(sim, op="print", kind="hang", times=1)
+    with pytest.raises(errors.Unavailable):
+        client.get_disk(fresh_slot())
+    client.get_disk(fresh_slot())
+    client.get_disk(fresh_slot())
+    assert recovered == [1]
