@@ -2,7 +2,8 @@
 client to list, get, watch, delete and patch the objects the driver reads, and to post events.
 
 It is a test double of Kubernetes, so it computes what Kubernetes computes (VolumeAttachment names, resource
-versions, 410 Gone for compacted history) on its own, without importing the code under test. Faults:
+versions, 410 Gone for compacted history) on its own, without importing the code under test. KubeVirt's
+VirtualMachineInstances and their migrations are served as custom objects (``kubevirt.io/v1``). Faults:
 ``down`` (503 for everything), ``fail_next(n, status)``, ``hang_events`` (event POSTs wait until released),
 ``drop_watches()`` (cut open watch streams mid-flight) and ``compact()`` (forget history: old watches get 410).
 """
@@ -18,7 +19,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -41,12 +42,19 @@ NODES = _Resource("nodes", "v1", "Node", namespaced=False)
 PVS = _Resource("persistentvolumes", "v1", "PersistentVolume", namespaced=False)
 PVCS = _Resource("persistentvolumeclaims", "v1", "PersistentVolumeClaim", namespaced=True)
 VAS = _Resource("volumeattachments", "storage.k8s.io/v1", "VolumeAttachment", namespaced=False)
+VMIS = _Resource("virtualmachineinstances", "kubevirt.io/v1", "VirtualMachineInstance", namespaced=True)
+VMIMS = _Resource(
+    "virtualmachineinstancemigrations", "kubevirt.io/v1", "VirtualMachineInstanceMigration", namespaced=True
+)
+_KUBEVIRT = r"^/apis/kubevirt\.io/v1/namespaces/(?P<ns>[^/]+)/"
 
 _ROUTES: list[tuple[re.Pattern[str], _Resource]] = [
     (re.compile(r"^/api/v1/nodes(?:/(?P<name>[^/]+))?$"), NODES),
     (re.compile(r"^/api/v1/persistentvolumes(?:/(?P<name>[^/]+))?$"), PVS),
     (re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/persistentvolumeclaims(?:/(?P<name>[^/]+))?$"), PVCS),
     (re.compile(r"^/apis/storage\.k8s\.io/v1/volumeattachments(?:/(?P<name>[^/]+)(?P<status>/status)?)?$"), VAS),
+    (re.compile(_KUBEVIRT + r"virtualmachineinstances(?:/(?P<name>[^/]+))?$"), VMIS),
+    (re.compile(_KUBEVIRT + r"virtualmachineinstancemigrations(?:/(?P<name>[^/]+))?$"), VMIMS),
 ]
 _EVENTS = re.compile(r"^/(?:api/v1|apis/events\.k8s\.io/v1)/namespaces/(?P<ns>[^/]+)/events$")
 
@@ -86,7 +94,7 @@ class KubeEmulator:
         self.token = token
         self.down = False
         self._cond = threading.Condition()
-        self._store: dict[str, dict[str, Obj]] = {r.collection: {} for r in (NODES, PVS, PVCS, VAS)}
+        self._store: dict[str, dict[str, Obj]] = {r.collection: {} for r in (NODES, PVS, PVCS, VAS, VMIS, VMIMS)}
         self._events: list[Obj] = []
         self._history: list[tuple[int, str, str, Obj]] = []  # (resourceVersion, collection, type, object)
         self._rv = 1
@@ -219,6 +227,36 @@ class KubeEmulator:
 
     def delete_volume_attachment(self, name: str) -> None:
         self._delete(VAS, None, name)
+
+    def add_vmi(
+        self, namespace: str, name: str, claims: Sequence[str], node: str, *, data_volumes: Sequence[str] = ()
+    ) -> Obj:
+        """A running VirtualMachineInstance on ``node`` with a disk per claim and per DataVolume."""
+        volumes = [{"name": f"disk-{claim}", "persistentVolumeClaim": {"claimName": claim}} for claim in claims]
+        volumes += [{"name": f"dv-{dv}", "dataVolume": {"name": dv}} for dv in data_volumes]
+        obj = {"metadata": {"name": name}, "spec": {"volumes": volumes},
+               "status": {"phase": "Running", "nodeName": node}}  # fmt: skip
+        return self._put(VMIS, namespace, obj)
+
+    def add_vmim(
+        self, namespace: str, name: str, vmi: str, phase: str, target_node: str | None = None, *, mirrored: bool = True
+    ) -> Obj:
+        """A VirtualMachineInstanceMigration of ``vmi``. With ``target_node`` KubeVirt has chosen the target: it is
+        recorded in the VMI's ``status.migrationState`` (with this migration's uid) and, unless ``mirrored`` is
+        false (older KubeVirt releases), copied into the migration's own status."""
+        status: Obj = {"phase": phase}
+        if target_node is not None and mirrored:
+            status["migrationState"] = {"targetNode": target_node}
+        migration = self._put(
+            VMIMS, namespace, {"metadata": {"name": name}, "spec": {"vmiName": vmi}, "status": status}
+        )
+        if target_node is not None:
+            state = {"migrationUid": migration["metadata"]["uid"], "targetNode": target_node}
+            self._patch(VMIS, namespace, vmi, {"status": {"migrationState": state}})
+        return migration
+
+    def set_vmim_phase(self, namespace: str, name: str, phase: str) -> None:
+        self._patch(VMIMS, namespace, name, {"status": {"phase": phase}})
 
     def get(self, collection: str, name: str, namespace: str | None = None) -> Obj | None:
         with self._cond:

@@ -121,6 +121,7 @@ class AttachConfig:
     orphan_mode: OrphanMode
     orphan_grace: float
     orphan_interval: float
+    require_kubevirt_migration: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -487,6 +488,14 @@ ATTACH_OPTIONS: tuple[OptionSpec, ...] = (
         "SECONDS",
     ),
     OptionSpec("orphan_interval", "3600", _float_between(60, 86400), "how often orphans are looked for", "SECONDS"),
+    OptionSpec(
+        "require_kubevirt_migration",
+        "false",
+        parse_bool,
+        "strict mode: the second publish of a Block RWX volume is admitted only when a KubeVirt "
+        "VirtualMachineInstanceMigration in progress references a VMI using the PVC",
+        "BOOL",
+    ),
 )
 
 ALL_OPTIONS = PLUGIN_OPTIONS + ROUTEROS_OPTIONS + VOLUME_OPTIONS + KUBE_OPTIONS + ATTACH_OPTIONS
@@ -561,8 +570,13 @@ def load_plugin_config(flags: Mapping[str, str | None], env: Mapping[str, str]) 
         orphan_mode=values["orphan_reconcile"],
         orphan_grace=values["orphan_grace"],
         orphan_interval=values["orphan_interval"],
+        require_kubevirt_migration=values["require_kubevirt_migration"],
     )
     if attach.orphan_mode is not OrphanMode.OFF and kube.api == "off":
         raise ConfigError("--orphan-reconcile", "needs the Kubernetes API (PVs are the proof a volume is in use)")
+    if attach.require_kubevirt_migration and kube.api == "off":
+        raise ConfigError(
+            "--require-kubevirt-migration", "needs the Kubernetes API (migrations are read from KubeVirt's objects)"
+        )
     plugin_fields = {o.field: values[o.field] for o in PLUGIN_OPTIONS}
     return PluginConfig(**plugin_fields, routeros=routeros, volumes=volumes, kube=kube, attach=attach)

@@ -22,6 +22,7 @@ from rds_csi.csi.interceptors import CsiCallInterceptor
 from rds_csi.csi.server import CsiServer
 from rds_csi.csi.validation import CapacityLimits, ParameterDefaults
 from rds_csi.kube import EventRecorder, KubeApi, KubeAttachmentFacts, KubeSettings
+from rds_csi.kube.kubevirt import KubeVirtMigrations
 from rds_csi.observability.health import HealthRegistry
 from rds_csi.observability.http import ObservabilityServer
 from rds_csi.observability.logging import log_event
@@ -59,8 +60,18 @@ class ControllerParts:
         else:
             events = LoggingEventSink()
             facts = nodes = StaticNodeFacts(config.kube.static_nodes)
+        strict = config.attach.require_kubevirt_migration
+        # Without the Kubernetes API there is no hook, and the manager refuses strict mode rather than weaken it.
+        migrations = KubeVirtMigrations(self.kube) if strict and self.kube is not None else None
         self.attachments = AttachmentManager(
-            AttachmentTable(), facts, events, clock, metrics, grace_seconds=config.attach.grace_period
+            AttachmentTable(),
+            facts,
+            events,
+            clock,
+            metrics,
+            grace_seconds=config.attach.grace_period,
+            strict_migration=strict,
+            migration_allowed=migrations.migration_allowed if migrations is not None else None,
         )
         self.reconciler = Reconciler(self.attachments, config.attach.reconcile_interval)
         # After an RDS outage, look at attachments again at once rather than at the next interval.

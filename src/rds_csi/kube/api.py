@@ -312,6 +312,7 @@ class KubeApi:
         self._client = client.ApiClient(_client_configuration(settings))
         self._core = client.CoreV1Api(self._client)
         self._storage = client.StorageV1Api(self._client)
+        self._custom = client.CustomObjectsApi(self._client)
 
     def close(self) -> None:
         self._client.close()  # type: ignore[no-untyped-call]
@@ -399,6 +400,31 @@ class KubeApi:
             lambda: self._core.read_namespaced_persistent_volume_claim(name, namespace, _request_timeout=self._timeout),
         )
         return ClaimRef(namespace, name, pvc.metadata.uid if pvc.metadata is not None else None)
+
+    def list_custom_objects(self, group: str, version: str, namespace: str, plural: str) -> list[dict[str, Any]]:
+        """The objects of a custom resource in ``namespace``, as the API server's JSON (no typed model exists)."""
+        result = self._call(
+            f"list {plural}.{group} in {namespace}",
+            lambda: self._custom.list_namespaced_custom_object(
+                group, version, namespace, plural, _request_timeout=self._timeout
+            ),
+        )
+        items = result.get("items") if isinstance(result, dict) else None
+        if not isinstance(items, list):
+            raise Internal(f"list {plural}.{group} in {namespace}: the answer has no list of items")
+        return [item for item in items if isinstance(item, dict)]
+
+    def get_custom_object(self, group: str, version: str, namespace: str, plural: str, name: str) -> dict[str, Any]:
+        what = f"get {plural}.{group} {namespace}/{name}"
+        result = self._call(
+            what,
+            lambda: self._custom.get_namespaced_custom_object(
+                group, version, namespace, plural, name, _request_timeout=self._timeout
+            ),
+        )
+        if not isinstance(result, dict):
+            raise Internal(f"{what}: the answer is not an object")
+        return result
 
     def create_event(self, event: EventSpec, timeout: float | None = None) -> None:
         claim = event.claim

@@ -271,3 +271,45 @@ def test_hanging_event_posts_never_delay_a_csi_call(cluster: Cluster) -> None:
         assert time.monotonic() - started < 5.0  # ten publishes/unpublishes, each posting an event that hangs
     finally:
         cluster.kube.hang_events = False
+
+
+class StrictCluster(Cluster):
+    """A cluster whose controller runs with --require-kubevirt-migration."""
+
+    def _start(self) -> RunningController:
+        return start_controller(
+            self.sim,
+            "ssh",
+            self.directory / f"ctl-{time.monotonic_ns()}.sock",
+            self.clock,
+            kube_api=self.kube.url,
+            static_nodes="",
+            require_kubevirt_migration="true",
+        )
+
+
+@pytest.fixture
+def strict_cluster() -> Iterator[StrictCluster]:
+    directory = Path(tempfile.mkdtemp(prefix="rds-strict-"))
+    cluster = StrictCluster(directory)
+    for node in ("node-a", "node-b"):
+        cluster.kube.add_node(node)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_strict_mode_admits_the_second_node_only_during_a_kubevirt_migration(strict_cluster: StrictCluster) -> None:
+    cluster = strict_cluster
+    volume = cluster.volume("pvc-vm-strict", block_rwx=True)
+    cluster.attach(volume, "node-a", block_rwx=True)
+    cluster.kube.add_vmi(NAMESPACE, "vm-strict", [f"claim-{volume.volume_id}"], "node-a")
+    with pytest.raises(grpc.RpcError) as refused:
+        cluster.publish(volume, "node-b", block_rwx=True)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "strict migration mode" in (refused.value.details() or "")
+    cluster.kube.add_vmim(NAMESPACE, "vm-strict-migration", "vm-strict", "Scheduled", target_node="node-b")
+    cluster.attach(volume, "node-b", block_rwx=True)
+    assert cluster.published(volume) == ["node-a", "node-b"]

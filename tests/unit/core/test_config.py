@@ -137,3 +137,14 @@ def test_bad_backend_values_name_their_flag(field: str, value: str, flag: str) -
 def test_unknown_option_names_are_a_programming_error() -> None:
     with pytest.raises(ValueError, match="endpoints"):
         load_plugin_config({"endpoints": "unix:///x.sock"}, {})
+
+
+def test_strict_mode_without_the_kubernetes_api_is_a_configuration_error() -> None:
+    # Strict mode refuses every second node when it cannot ask; silently running without it would be worse.
+    flags = {"mode": "controller", "kube_api": "off", "require_kubevirt_migration": "true"}
+    with pytest.raises(ConfigError) as info:
+        load_plugin_config(flags, {})
+    assert info.value.option == "--require-kubevirt-migration"
+    enabled = load_plugin_config({**flags, "kube_api": "http://127.0.0.1:1"}, {})
+    assert enabled.attach.require_kubevirt_migration is True
+    assert load_plugin_config({"mode": "controller"}, {}).attach.require_kubevirt_migration is False

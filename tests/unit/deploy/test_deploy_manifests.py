@@ -399,6 +399,8 @@ CONTROLLER_NEEDS = (
     ("snapshot.storage.k8s.io", "volumesnapshotcontents", "get list watch update patch"),
     ("snapshot.storage.k8s.io", "volumesnapshotcontents/status", "update patch"),
     ("snapshot.storage.k8s.io", "volumesnapshotclasses", "get list watch"),
+    ("kubevirt.io", "virtualmachineinstancemigrations", "get list"),
+    ("kubevirt.io", "virtualmachineinstances", "get list"),
 )
 NODE_NEEDS = (("", "nodes", "get"), ("", "events", "create patch"))
 
