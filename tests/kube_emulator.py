@@ -150,8 +150,9 @@ class KubeEmulator:
 
     # seeding ---------------------------------------------------------------------------------------------
 
-    def add_node(self, name: str) -> Obj:
-        return self._put(NODES, None, {"metadata": {"name": name}, "spec": {}, "status": {}})
+    def add_node(self, name: str, annotations: dict[str, str] | None = None) -> Obj:
+        meta: Obj = {"name": name, "annotations": dict(annotations or {})}
+        return self._put(NODES, None, {"metadata": meta, "spec": {}, "status": {}})
 
     def delete_node(self, name: str) -> None:
         self._delete(NODES, None, name)

@@ -23,6 +23,7 @@ from rds_csi.attach import (
 from rds_csi.clock import Clock
 from rds_csi.kube import KubeApi, NodeWatcher, PvInfo, VolumeAttachmentRecord, VolumeAttachmentWatcher
 from rds_csi.observability.logging import log_event
+from rds_csi.routeros.names import validate_host_nqn
 
 _log = logging.getLogger(__name__)
 
@@ -44,15 +45,37 @@ class StaticNodeFacts:
     def node_known(self, node_id: str) -> bool:
         return node_id in self._nodes
 
+    def host_nqn(self, node_id: str) -> str | None:
+        return None  # no API to read node plugins' reports from: fenced volumes cannot be published
+
+
+# Where a node plugin reports the NVMe host NQN its kernel connects with (read for storage-side fencing).
+HOST_NQN_ANNOTATION = "rds.csi.srvlab.io/host-nqn"
+
 
 class KubeNodeDirectory:
-    """Is this a node of the cluster? Asked by ControllerPublishVolume before anything is attached."""
+    """Is this a node of the cluster, and which host NQN did its node plugin report? API trouble propagates as
+    ``Unavailable``, so the publish is retried rather than decided on a guess."""
 
     def __init__(self, api: KubeApi) -> None:
         self._api = api
 
     def node_known(self, node_id: str) -> bool:
-        return self._api.node_exists(node_id)  # Unavailable propagates: the publish is retried later
+        return self._api.node_exists(node_id)
+
+    def host_nqn(self, node_id: str) -> str | None:
+        try:
+            raw = self._api.node_annotations(node_id).get(HOST_NQN_ANNOTATION)
+        except errors.NotFound:
+            return None
+        if not raw:
+            return None
+        try:
+            return validate_host_nqn(raw)
+        except errors.InvalidArgument as exc:  # the node's report is wrong, not the CSI request
+            raise errors.FailedPrecondition(
+                f"node {node_id!r}: annotation {HOST_NQN_ANNOTATION}: {exc.message}"
+            ) from exc
 
 
 class LoggingEventSink:

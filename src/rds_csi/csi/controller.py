@@ -20,6 +20,7 @@ from rds_csi.csi.locks import LockedServicer, csi_method
 from rds_csi.csi.proto import csi_pb2, csi_pb2_grpc
 from rds_csi.csi.validation import (
     PARAM_CTRL_LOSS_TMO,
+    PARAM_FENCING,
     PARAM_KEEP_ALIVE_TMO,
     PARAM_MIGRATION_TIMEOUT,
     PARAM_NVME_ADDRESS,
@@ -54,9 +55,12 @@ class ClaimRegistry(Protocol):
 
 
 class NodeDirectory(Protocol):
-    """Whether a node id names a node of this cluster (a Node object, or a configured id without an API)."""
+    """Whether a node id names a node of this cluster (a Node object, or a configured id without an API), and the
+    NVMe host NQN its node plugin reported (for storage-side fencing; None when it reported none)."""
 
     def node_known(self, node_id: str) -> bool: ...
+
+    def host_nqn(self, node_id: str) -> str | None: ...
 
 
 def _page(items: Sequence[T], key: Callable[[T], str], max_entries: int, token: str) -> tuple[list[T], str]:
@@ -160,6 +164,8 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
             source=source,
             size_ok=lambda existing: size_satisfies(existing, capacity_range),
         )
+        if params.fencing:
+            self._backend.fence_init(volume.volume_id)
         if self._claims is not None and params.pvc_name and params.pvc_namespace:
             self._claims.remember_claim(volume.volume_id, params.pvc_namespace, params.pvc_name)
         message = self._volume_message(volume, params)
@@ -283,6 +289,8 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
                 migration_timeout=migration_timeout_from_context(request.volume_context),
             )
         )
+        if request.volume_context.get(PARAM_FENCING) == "true":
+            self._fence_in(volume_id, node_id)
         # The node finds the device by NQN; handing it over here keeps NodeStage independent of volume_context.
         return csi_pb2.ControllerPublishVolumeResponse(publish_context={CONTEXT_NQN: volume.nqn or ""})
 
@@ -295,7 +303,30 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
         nodes = [request.node_id] if request.node_id else self._attachments.published_nodes(volume_id)
         for node_id in nodes:
             self._attachments.unpublish(volume_id, node_id)
+        if nodes and self._backend.get_volume(volume_id) is not None and self._backend.is_fenced(volume_id):
+            self._fence_to_attached(volume_id)
         return csi_pb2.ControllerUnpublishVolumeResponse()
+
+    def _fence_in(self, volume_id: str, node_id: str) -> None:
+        """Open the export to the node just admitted; if that cannot be done, the publish did not happen."""
+        try:
+            host_nqn = self._nodes.host_nqn(node_id)
+            if host_nqn is None:
+                raise errors.FailedPrecondition(
+                    f"volume {volume_id!r} is fenced but node {node_id!r} has not reported its NVMe host NQN"
+                )
+            self._backend.fence_allow(volume_id, host_nqn)
+        except errors.RdsCsiError:
+            self._attachments.unpublish(volume_id, node_id)
+            raise
+
+    def _fence_to_attached(self, volume_id: str) -> None:
+        """Allow exactly the nodes still attached. A node whose NQN cannot be read keeps the list unchanged: a
+        detached node staying allowed a while is better than cutting off a live one."""
+        nqns = [self._nodes.host_nqn(node) for node in self._attachments.published_nodes(volume_id)]
+        if any(nqn is None for nqn in nqns):
+            raise errors.Unavailable(f"volume {volume_id!r}: cannot read every attached node's host NQN; retry")
+        self._backend.fence_only(volume_id, [n for n in nqns if n is not None])
 
     # ---- snapshots ----------------------------------------------------------------------------------------------
 
@@ -354,6 +385,8 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
             context[PARAM_CTRL_LOSS_TMO] = str(params.ctrl_loss_tmo)
             context[PARAM_RECONNECT_DELAY] = str(params.reconnect_delay)
             context[PARAM_MIGRATION_TIMEOUT] = str(params.migration_timeout_seconds)
+            if params.fencing:
+                context[PARAM_FENCING] = "true"
             if params.keep_alive_tmo is not None:
                 context[PARAM_KEEP_ALIVE_TMO] = str(params.keep_alive_tmo)
         return csi_pb2.Volume(volume_id=volume.volume_id, capacity_bytes=volume.capacity_bytes, volume_context=context)

@@ -42,8 +42,10 @@ PARAM_CTRL_LOSS_TMO = "ctrlLossTmo"
 PARAM_RECONNECT_DELAY = "reconnectDelay"
 PARAM_KEEP_ALIVE_TMO = "keepAliveTmo"
 PARAM_MIGRATION_TIMEOUT = "migrationTimeoutSeconds"
+PARAM_FENCING = "fencing"
 KNOWN_PARAMS = frozenset(
     {
+        PARAM_FENCING,
         PARAM_VOLUME_PATH,
         PARAM_NVME_ADDRESS,
         PARAM_NVME_PORT,
@@ -95,6 +97,7 @@ class VolumeParameters:
     reconnect_delay: int
     keep_alive_tmo: int | None
     migration_timeout_seconds: int
+    fencing: bool = False
     pvc_name: str | None = None
     pvc_namespace: str | None = None
 
@@ -187,6 +190,13 @@ def _int_param(params: Mapping[str, str], key: str, default: int, low: int, high
     return value
 
 
+def _bool_param(params: Mapping[str, str], key: str) -> bool:
+    raw = params.get(key, "false").strip().lower()
+    if raw not in ("true", "false"):
+        raise errors.InvalidArgument(f'parameter {key}={params[key]!r}: must be "true" or "false"')
+    return raw == "true"
+
+
 def _address_param(raw: str) -> str:
     host = raw.strip()
     if not (_HOST_RE.match(host) or (":" in host and _IPV6_RE.match(host))):
@@ -226,6 +236,7 @@ def parse_parameters(params: Mapping[str, str], defaults: ParameterDefaults) -> 
         migration_timeout_seconds=_int_param(
             params, PARAM_MIGRATION_TIMEOUT, defaults.migration_timeout_seconds, 30, 3600
         ),
+        fencing=_bool_param(params, PARAM_FENCING),
         pvc_name=params.get(PVC_NAME_KEY),
         pvc_namespace=params.get(PVC_NAMESPACE_KEY),
     )

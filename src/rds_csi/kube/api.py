@@ -365,6 +365,12 @@ class KubeApi:
             return False
         return True
 
+    def node_annotations(self, name: str) -> dict[str, str]:
+        """The Node's annotations (``NotFound`` when there is no such Node)."""
+        node = self._call(f"get node {name}", lambda: self._core.read_node(name, _request_timeout=self._timeout))
+        meta = node.metadata
+        return dict((meta.annotations if meta is not None else None) or {})
+
     def list_nodes(self) -> tuple[list[str], str]:
         result = self._call("list nodes", lambda: self._core.list_node(_request_timeout=self._timeout))
         names = [node.metadata.name for node in result.items if node.metadata is not None and node.metadata.name]

@@ -29,6 +29,9 @@ from rds_csi.routeros.names import RouterPath, backing_file_path, parse_router_p
 _log = logging.getLogger(__name__)
 
 SNAPSHOT_PREFIX = "snap-"
+# RouterOS reads an empty allow-list as "any host may connect", so a fenced export that nobody may reach lists
+# this NQN, which no host has, instead of nothing.
+FENCE_CLOSED_NQN = "nqn.2000-02.com.mikrotik:rds-csi-fence-closed"
 # A fixed namespace makes the uuid5 of a snapshot name the same on every controller replica, forever.
 _SNAPSHOT_NAMESPACE = uuid.UUID("5b0c2a8e-6f1d-4b8e-9d6a-2f3c1e7a9b40")
 _SNAPSHOT_ID_RE = re.compile(r"^snap-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})-([A-Za-z0-9-]+)$")
@@ -179,6 +182,33 @@ class VolumeBackend:
         disk = self.client.resize_disk(volume_id, size_bytes)
         log_event(_log, "volume.expanded", volume_id=volume_id, size=_disk_bytes(disk))
         return self._volume(disk)
+
+    # ---- storage-side fencing -----------------------------------------------------------------------------------
+
+    def is_fenced(self, volume_id: str) -> bool:
+        """A fenced export always lists someone (hosts, or the closed marker); an open one lists nobody."""
+        return bool(self._allowed_hosts(volume_id))
+
+    def fence_init(self, volume_id: str) -> None:
+        """Close a new fenced export until its first publish; an export that already lists hosts is left alone."""
+        if not self._allowed_hosts(volume_id):
+            self.client.set_allowed_hosts(volume_id, [FENCE_CLOSED_NQN])
+
+    def fence_allow(self, volume_id: str, host_nqn: str) -> None:
+        """Let ``host_nqn`` connect to the export, in addition to hosts already allowed."""
+        hosts = [h for h in self._allowed_hosts(volume_id) if h != FENCE_CLOSED_NQN]
+        if host_nqn not in hosts:
+            self.client.set_allowed_hosts(volume_id, [*hosts, host_nqn])
+
+    def fence_only(self, volume_id: str, host_nqns: Iterable[str]) -> None:
+        """Allow exactly ``host_nqns``; none closes the export (it never becomes open to every host)."""
+        self.client.set_allowed_hosts(volume_id, list(host_nqns) or [FENCE_CLOSED_NQN])
+
+    def _allowed_hosts(self, volume_id: str) -> tuple[str, ...]:
+        disk = self.client.get_disk(validate_slot(volume_id, "volume_id"))
+        if disk is None:
+            raise errors.NotFound(f"volume {volume_id!r} does not exist")
+        return disk.allowed_hosts
 
     def existing_backing_files(self, volumes: Iterable[Volume]) -> set[str]:
         """The ``file_path`` values of ``volumes`` whose backing file exists: one listing per directory."""

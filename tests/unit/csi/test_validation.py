@@ -129,6 +129,7 @@ def test_parameters_and_provisioner_metadata_are_read() -> None:
         ({"volumePath": "/storage-pool/metal-csi/../../etc"}, "'..'"),
         ({"nvmeAddress": "a b;c"}, "nvmeAddress"),
         ({"csi.storage.k8s.io/fstype": "zfs"}, "fstype"),
+        ({"fencing": "yes"}, "fencing"),
     ],
 )
 def test_bad_parameters_are_invalid_argument(params: dict[str, str], message: str) -> None:
@@ -176,3 +177,9 @@ def test_existing_size_satisfies_compatible_requests_only() -> None:
     assert size_satisfies(2 * GiB, rng(required=2 * GiB, limit=2 * GiB))
     assert not size_satisfies(GiB, rng(required=2 * GiB))
     assert not size_satisfies(3 * GiB, rng(limit=2 * GiB))
+
+
+def test_fencing_is_off_unless_asked_for() -> None:
+    assert parse_parameters({}, DEFAULTS).fencing is False
+    assert parse_parameters({"fencing": "true"}, DEFAULTS).fencing is True
+    assert parse_parameters({"fencing": "False"}, DEFAULTS).fencing is False
