@@ -303,7 +303,7 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
         nodes = [request.node_id] if request.node_id else self._attachments.published_nodes(volume_id)
         for node_id in nodes:
             self._attachments.unpublish(volume_id, node_id)
-        if nodes and self._backend.get_volume(volume_id) is not None and self._backend.is_fenced(volume_id):
+        if nodes and self._backend.is_fenced(volume_id):
             self._fence_to_attached(volume_id)
         return csi_pb2.ControllerUnpublishVolumeResponse()
 

@@ -186,8 +186,9 @@ class VolumeBackend:
     # ---- storage-side fencing -----------------------------------------------------------------------------------
 
     def is_fenced(self, volume_id: str) -> bool:
-        """A fenced export always lists someone (hosts, or the closed marker); an open one lists nobody."""
-        return bool(self._allowed_hosts(volume_id))
+        """A fenced export always lists someone (hosts, or the closed marker); an open one (or none) lists nobody."""
+        disk = self.client.get_disk(validate_slot(volume_id, "volume_id"))
+        return disk is not None and bool(disk.allowed_hosts)
 
     def fence_init(self, volume_id: str) -> None:
         """Close a new fenced export until its first publish; an export that already lists hosts is left alone."""
