@@ -110,7 +110,7 @@ def spawn_simulator(directory: Path) -> SimulatorProcess:
         "--profile", "zero", "--state-dir", str(state), "--user", SIM_USER,
         "--password-file", str(password_file), "--authorized-keys", str(public_file),
     ]  # fmt: skip
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert process.stdout is not None
     fields: dict[str, str] = {}
     for line in process.stdout:  # the first line that says "ready" carries the ports

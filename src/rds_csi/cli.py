@@ -63,6 +63,8 @@ def _add_simulator_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", choices=("realistic", "zero"), default="realistic", help="latency profile")
     parser.add_argument("--faults-file", help="fault plan JSON, reloaded on SIGHUP")
     parser.add_argument("--console-width", type=int, default=80, help="default console width (80)")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text", help="log line format")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,8 +133,10 @@ def run_simulator(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from rds_csi.errors import InvalidArgument
+    from rds_csi.observability.logging import configure_logging
     from rds_csi.simulator import FaultPlan, Simulator, SimulatorConfig, run_forever
 
+    configure_logging(args.log_format, args.log_level)
     if not args.password_file and not args.authorized_keys:
         _fail("--password-file or --authorized-keys is required (nobody could log in)", EXIT_USAGE)
     password = Path(args.password_file).read_text(encoding="utf-8").strip() if args.password_file else None

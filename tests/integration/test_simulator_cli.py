@@ -28,7 +28,8 @@ def test_simulator_starts_fast_and_answers_plain_ssh_and_curl(short_tmp: Path) -
         "--authorized-keys", str(public_file), "--profile", "zero",
     ]  # fmt: skip
     started = time.monotonic()
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # The ready line is on stdout; structured logs go to stderr.
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert process.stdout is not None
         ready = process.stdout.readline()

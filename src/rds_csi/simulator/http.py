@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from rds_csi.observability.logging import log_event
+
 log = logging.getLogger(__name__)
 
 _HANDSHAKE_TIMEOUT = 10.0
@@ -101,7 +103,7 @@ class TrackedHTTPServer(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that aborts its TLS handshake or vanishes is routine here, not a traceback on stderr.
-        log.debug("event=sim.http.request_failed client=%s", client_address, exc_info=True)
+        log_event(log, "sim.http.request_failed", logging.DEBUG, client=client_address)
 
     def cut_connections(self) -> None:
         with self._conn_lock:
@@ -110,7 +112,7 @@ class TrackedHTTPServer(ThreadingHTTPServer):
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
-                log.debug("event=sim.http.cut_failed")
+                log_event(log, "sim.http.cut_failed", logging.DEBUG)
 
 
 class JsonHandler(BaseHTTPRequestHandler):
@@ -130,10 +132,10 @@ class JsonHandler(BaseHTTPRequestHandler):
         try:
             super().handle()
         except (OSError, ssl.SSLError) as exc:
-            log.debug("event=sim.http.connection_ended reason=%s", exc)
+            log_event(log, "sim.http.connection_ended", logging.DEBUG, reason=exc)
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("event=sim.http.request " + format, *args)
+        log_event(log, "sim.http.request", logging.DEBUG, line=format % args)
 
     def send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         data = b"" if body is None else json.dumps(body).encode("utf-8")
@@ -167,7 +169,7 @@ class JsonHandler(BaseHTTPRequestHandler):
         try:
             self.connection.shutdown(socket.SHUT_RDWR)
         except OSError:
-            log.debug("event=sim.http.drop_failed")
+            log_event(log, "sim.http.drop_failed", logging.DEBUG)
 
 
 class HttpFrontEnd:

@@ -15,6 +15,7 @@ from types import FrameType, TracebackType
 
 from rds_csi.clock import Clock, SystemClock
 from rds_csi.errors import InvalidArgument
+from rds_csi.observability.logging import log_event
 from rds_csi.simulator.cli import SystemInfo
 from rds_csi.simulator.control import make_control_server
 from rds_csi.simulator.engine import Engine
@@ -141,12 +142,13 @@ class Simulator:
         except BaseException:
             self.stop()
             raise
-        log.info(
-            "event=sim.started host=%s ssh_port=%s rest_port=%s control_port=%s",
-            config.host,
-            self.ssh_port,
-            self._rest.port if self._rest else None,
-            self._control.port if self._control else None,
+        log_event(
+            log,
+            "sim.started",
+            host=config.host,
+            ssh_port=self.ssh_port,
+            rest_port=self._rest.port if self._rest else "-",
+            control_port=self._control.port if self._control else "-",
         )
         return self
 
@@ -184,7 +186,7 @@ class Simulator:
         if self.config.faults_file is None:
             raise InvalidArgument("no faults_file configured")
         self.faults.apply(FaultPlan.from_file(self.config.faults_file))
-        log.info("event=sim.faults_reloaded file=%s", self.config.faults_file)
+        log_event(log, "sim.faults_reloaded", file=self.config.faults_file)
 
     # ---- what clients need to know -------------------------------------------------------------------
 
@@ -242,7 +244,7 @@ def run_forever(config: SimulatorConfig, *, on_ready: Callable[[Simulator], None
         try:
             simulator.reload_faults()
         except InvalidArgument as exc:
-            log.error("event=sim.faults_reload_failed error=%s", exc.message)
+            log_event(log, "sim.faults_reload_failed", logging.ERROR, error=exc.message)
 
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     signal.signal(signal.SIGINT, finish)

@@ -30,6 +30,7 @@ from paramiko.common import (
 from paramiko.message import Message
 
 from rds_csi.errors import InvalidArgument
+from rds_csi.observability.logging import log_event
 from rds_csi.simulator.engine import Engine
 
 log = logging.getLogger(__name__)
@@ -172,7 +173,7 @@ class _Connection(paramiko.ServerInterface):
             channel.shutdown_write()
             channel.close()
         except (OSError, EOFError, paramiko.SSHException):
-            log.debug("event=sim.ssh.client_gone channel=%s", channel.get_id())
+            log_event(log, "sim.ssh.client_gone", logging.DEBUG, channel=channel.get_id())
 
 
 class SshServer:
@@ -260,7 +261,7 @@ class SshServer:
                 if channel is not None:
                     channels.append(channel)
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            log.debug("event=sim.ssh.connection_ended reason=%s", exc)
+            log_event(log, "sim.ssh.connection_ended", logging.DEBUG, reason=exc)
         finally:
             transport.close()
             if transport.is_alive():
@@ -276,7 +277,7 @@ class SshServer:
         try:
             self._listener.shutdown(socket.SHUT_RDWR)
         except OSError:
-            log.debug("event=sim.ssh.listener_shutdown_failed")
+            log_event(log, "sim.ssh.listener_shutdown_failed", logging.DEBUG)
         self._listener.close()
         for transport in transports:
             transport.close()
@@ -288,6 +289,6 @@ class SshServer:
             for thread in threads:
                 thread.join(_JOIN_TIMEOUT)
                 if thread.is_alive():
-                    log.warning("event=sim.ssh.thread_stuck thread=%s", thread.name)
+                    log_event(log, "sim.ssh.thread_stuck", logging.WARNING, thread=thread.name)
                     with self._lock:
                         self._threads.discard(thread)
