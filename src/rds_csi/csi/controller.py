@@ -280,6 +280,7 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
             raise errors.NotFound(f"volume {volume_id!r} does not exist")
         if not self._nodes.node_known(node_id):
             raise errors.NotFound(f"node {node_id!r} is not a node of this cluster")
+        already_attached = node_id in self._attachments.published_nodes(volume_id)
         self._attachments.publish(
             PublishRequest(
                 volume_id=volume_id,
@@ -290,7 +291,7 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
             )
         )
         if request.volume_context.get(PARAM_FENCING) == "true":
-            self._fence_in(volume_id, node_id)
+            self._fence_in(volume_id, node_id, roll_back=not already_attached)
         # The node finds the device by NQN; handing it over here keeps NodeStage independent of volume_context.
         return csi_pb2.ControllerPublishVolumeResponse(publish_context={CONTEXT_NQN: volume.nqn or ""})
 
@@ -307,8 +308,12 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
             self._fence_to_attached(volume_id)
         return csi_pb2.ControllerUnpublishVolumeResponse()
 
-    def _fence_in(self, volume_id: str, node_id: str) -> None:
-        """Open the export to the node just admitted; if that cannot be done, the publish did not happen."""
+    def _fence_in(self, volume_id: str, node_id: str, *, roll_back: bool) -> None:
+        """Open the export to the node just admitted; if that cannot be done, the publish did not happen.
+
+        Only an attachment this call created is rolled back: a repeated publish to a node that already holds the
+        volume must never detach it in our books (another node could then be admitted while it still writes).
+        """
         try:
             host_nqn = self._nodes.host_nqn(node_id)
             if host_nqn is None:
@@ -317,7 +322,8 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
                 )
             self._backend.fence_allow(volume_id, host_nqn)
         except errors.RdsCsiError:
-            self._attachments.unpublish(volume_id, node_id)
+            if roll_back:
+                self._attachments.unpublish(volume_id, node_id)
             raise
 
     def _fence_to_attached(self, volume_id: str) -> None:

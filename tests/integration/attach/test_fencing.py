@@ -14,6 +14,7 @@ from rds_csi import DEFAULT_DRIVER_NAME
 from rds_csi.attachment_sync import HOST_NQN_ANNOTATION
 from rds_csi.csi.proto import csi_pb2
 from rds_csi.routeros.volumes import FENCE_CLOSED_NQN
+from rds_csi.simulator import FaultRule
 from tests.integration.attach.test_attachments_kube import Cluster, block_cap
 
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
@@ -92,3 +93,19 @@ def test_unfenced_volumes_keep_an_open_export(cluster: Cluster) -> None:
     assert allowed(cluster, "pvc-open") == ()
     cluster.detach(volume, "node-a", va)
     assert allowed(cluster, "pvc-open") == ()
+
+
+def test_a_failed_fence_on_a_repeated_publish_never_detaches_the_holder(cluster: Cluster) -> None:
+    volume = fenced_volume(cluster, "pvc-fenced-retry", block_rwx=False)
+    cluster.attach(volume, "node-a", block_rwx=False)
+    # The volume lookup passes; the fence step's read of the allow-list fails.
+    cluster.sim.simulator.faults.add_rule(
+        FaultRule(op="print", kind="error", message="connection lost", after=1, times=1)
+    )
+    with pytest.raises(grpc.RpcError) as failed:
+        cluster.publish(volume, "node-a", block_rwx=False)  # the attacher repeats a publish; RouterOS hiccups
+    assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert cluster.published(volume) == ["node-a"]  # still held: node-b must stay fenced out
+    with pytest.raises(grpc.RpcError) as refused:
+        cluster.publish(volume, "node-b", block_rwx=False)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
