@@ -7,7 +7,8 @@ import shutil
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -18,7 +19,7 @@ from rds_csi.clock import ManualClock
 from rds_csi.csi.proto import csi_pb2
 from tests.integration.plugin_process import free_port
 from tests.kube_emulator import KubeEmulator
-from tests.support import RunningController, SimulatorAccess, start_controller, start_simulator
+from tests.support import RunningController, SimulatorAccess, start_controller, start_simulator, wait_until
 
 GiB = 1 << 30
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
@@ -32,20 +33,12 @@ def block_cap(mode: int) -> csi_pb2.VolumeCapability:
     )
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
-
-
 class Cluster:
     """The simulator, the API emulator and a controller pointed at both; the controller can be restarted."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, **flags: str) -> None:
         self.directory = directory
+        self.flags = flags
         self.sim: SimulatorAccess = start_simulator(directory)
         self.kube = KubeEmulator().start()
         self.clock = ManualClock()
@@ -63,6 +56,7 @@ class Cluster:
             attach_grace_period="30",
             reconcile_interval="5",
             metrics_address=f"127.0.0.1:{self.metrics_port}",
+            **self.flags,
         )
 
     def restart_controller(self) -> None:
@@ -136,17 +130,25 @@ class Cluster:
         return body.decode()
 
 
-@pytest.fixture
-def cluster() -> Iterator[Cluster]:
+@contextmanager
+def running_cluster(nodes: Mapping[str, Mapping[str, str]] | Iterable[str], **flags: str) -> Iterator[Cluster]:
+    """A cluster with these Node objects (a mapping gives each node its annotations), torn down afterwards."""
     directory = Path(tempfile.mkdtemp(prefix="rds-att-"))
-    cluster = Cluster(directory)
-    for node in ("node-a", "node-b", "node-c"):
-        cluster.kube.add_node(node)
+    cluster = Cluster(directory, **flags)
+    annotated = nodes if isinstance(nodes, Mapping) else {node: {} for node in nodes}
+    for node, node_annotations in annotated.items():
+        cluster.kube.add_node(node, annotations=dict(node_annotations))
     try:
         yield cluster
     finally:
         cluster.stop()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    with running_cluster(("node-a", "node-b", "node-c")) as cluster:
+        yield cluster
 
 
 def test_live_migration_completes_when_the_source_detaches(cluster: Cluster) -> None:
@@ -160,7 +162,7 @@ def test_live_migration_completes_when_the_source_detaches(cluster: Cluster) -> 
     cluster.clock.advance(12)
     cluster.detach(volume, "node-a", va_a)
     assert cluster.published(volume) == ["node-b"]
-    assert wait_for(lambda: {"MigrationStarted", "MigrationCompleted"} <= set(cluster.event_reasons(volume)))
+    assert wait_until(lambda: {"MigrationStarted", "MigrationCompleted"} <= set(cluster.event_reasons(volume)))
     metrics = cluster.metrics()
     assert 'rds_csi_migration_total{result="completed"} 1.0' in metrics
     assert "rds_csi_migration_duration_seconds_count 1.0" in metrics
@@ -173,7 +175,7 @@ def test_live_migration_rolls_back_when_the_target_detaches(cluster: Cluster) ->
     va_b = cluster.attach(volume, "node-b", block_rwx=True)
     cluster.detach(volume, "node-b", va_b)
     assert cluster.published(volume) == ["node-a"]
-    assert wait_for(lambda: "MigrationFailed" in cluster.event_reasons(volume))
+    assert wait_until(lambda: "MigrationFailed" in cluster.event_reasons(volume))
     failed = [e for e in cluster.kube.events() if e["reason"] == "MigrationFailed"]
     assert failed[0]["type"] == "Warning"
 
@@ -186,7 +188,7 @@ def test_expired_migration_admits_no_new_node_until_one_side_detaches(cluster: C
     with pytest.raises(grpc.RpcError) as refused:
         cluster.publish(volume, "node-c", block_rwx=True)
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert wait_for(lambda: "MigrationFailed" in cluster.event_reasons(volume))
+    assert wait_until(lambda: "MigrationFailed" in cluster.event_reasons(volume))
     assert 'rds_csi_migration_total{result="failed"} 1.0' in cluster.metrics()
     cluster.detach(volume, "node-b", va_b)
     assert cluster.published(volume) == ["node-a"]
@@ -211,11 +213,11 @@ def test_single_writer_conflict_then_deleted_node_is_cleared_and_new_node_admitt
     with pytest.raises(grpc.RpcError) as conflict:
         cluster.publish(volume, "node-b", block_rwx=False)
     assert conflict.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert wait_for(lambda: "AttachmentConflict" in cluster.event_reasons(volume))
+    assert wait_until(lambda: "AttachmentConflict" in cluster.event_reasons(volume))
     cluster.clock.advance(60)  # past the grace period: the attachment is no longer fresh
     cluster.kube.delete_node("node-a")  # the node is gone (its VA lingers, as after a node crash)
-    assert wait_for(lambda: cluster.published(volume) == [])  # the node watch triggered the reconciler
-    assert wait_for(lambda: "StaleAttachmentCleared" in cluster.event_reasons(volume))
+    assert wait_until(lambda: cluster.published(volume) == [])  # the node watch triggered the reconciler
+    assert wait_until(lambda: "StaleAttachmentCleared" in cluster.event_reasons(volume))
     cluster.attach(volume, "node-b", block_rwx=False)
     assert cluster.published(volume) == ["node-b"]
     metrics = cluster.metrics()
@@ -245,7 +247,7 @@ def test_every_attachment_metric_moves_and_events_reach_the_claim(cluster: Clust
     volume = cluster.volume("pvc-metrics", block_rwx=False)
     va = cluster.attach(volume, "node-a", block_rwx=False)
     cluster.detach(volume, "node-a", va)
-    assert wait_for(lambda: {"VolumeAttached", "VolumeDetached"} <= set(cluster.event_reasons(volume)))
+    assert wait_until(lambda: {"VolumeAttached", "VolumeDetached"} <= set(cluster.event_reasons(volume)))
     event = next(e for e in cluster.kube.events() if e["reason"] == "VolumeAttached")
     assert event["involvedObject"]["kind"] == "PersistentVolumeClaim"
     assert event["involvedObject"]["namespace"] == NAMESPACE
@@ -273,35 +275,13 @@ def test_hanging_event_posts_never_delay_a_csi_call(cluster: Cluster) -> None:
         cluster.kube.hang_events = False
 
 
-class StrictCluster(Cluster):
-    """A cluster whose controller runs with --require-kubevirt-migration."""
-
-    def _start(self) -> RunningController:
-        return start_controller(
-            self.sim,
-            "ssh",
-            self.directory / f"ctl-{time.monotonic_ns()}.sock",
-            self.clock,
-            kube_api=self.kube.url,
-            static_nodes="",
-            require_kubevirt_migration="true",
-        )
-
-
 @pytest.fixture
-def strict_cluster() -> Iterator[StrictCluster]:
-    directory = Path(tempfile.mkdtemp(prefix="rds-strict-"))
-    cluster = StrictCluster(directory)
-    for node in ("node-a", "node-b"):
-        cluster.kube.add_node(node)
-    try:
+def strict_cluster() -> Iterator[Cluster]:
+    with running_cluster(("node-a", "node-b"), require_kubevirt_migration="true") as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
-def test_strict_mode_admits_the_second_node_only_during_a_kubevirt_migration(strict_cluster: StrictCluster) -> None:
+def test_strict_mode_admits_the_second_node_only_during_a_kubevirt_migration(strict_cluster: Cluster) -> None:
     cluster = strict_cluster
     volume = cluster.volume("pvc-vm-strict", block_rwx=True)
     cluster.attach(volume, "node-a", block_rwx=True)

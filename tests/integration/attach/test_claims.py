@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from rds_csi import DEFAULT_DRIVER_NAME
 from rds_csi.csi.proto import csi_pb2
-from tests.integration.attach.test_attachments_kube import Cluster, block_cap, wait_for
+from tests.integration.attach.test_attachments_kube import Cluster, block_cap, running_cluster
+from tests.support import wait_until
 
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
 
 
 @pytest.fixture
 def cluster() -> Iterator[Cluster]:
-    directory = Path(tempfile.mkdtemp(prefix="rds-claims-"))
-    cluster = Cluster(directory)
-    cluster.kube.add_node("node-a")
-    try:
+    with running_cluster(("node-a",)) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture
@@ -44,7 +36,7 @@ def named_volume(cluster: Cluster) -> Iterator[csi_pb2.Volume]:
 
 def test_events_go_to_the_claim_named_at_create_time(cluster: Cluster, named_volume: csi_pb2.Volume) -> None:
     cluster.attach(named_volume, "node-a", block_rwx=False)
-    assert wait_for(
+    assert wait_until(
         lambda: any(
             e["reason"] == "VolumeAttached" and e["involvedObject"]["name"] == "data" for e in cluster.kube.events()
         )

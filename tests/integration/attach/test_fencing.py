@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
@@ -15,7 +12,7 @@ from rds_csi.attachment_sync import HOST_NQN_ANNOTATION
 from rds_csi.csi.proto import csi_pb2
 from rds_csi.routeros.volumes import FENCE_CLOSED_NQN
 from rds_csi.simulator import FaultRule
-from tests.integration.attach.test_attachments_kube import Cluster, block_cap
+from tests.integration.attach.test_attachments_kube import Cluster, block_cap, running_cluster
 
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
 NQN = {node: f"nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-00000000000{i}" for i, node in
@@ -24,16 +21,10 @@ NQN = {node: f"nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-000000000
 
 @pytest.fixture
 def cluster() -> Iterator[Cluster]:
-    directory = Path(tempfile.mkdtemp(prefix="rds-fence-"))
-    cluster = Cluster(directory)
-    for node, nqn in NQN.items():
-        cluster.kube.add_node(node, annotations={HOST_NQN_ANNOTATION: nqn})
-    cluster.kube.add_node("node-silent")  # a node whose plugin never reported a host NQN
-    try:
+    nodes = {node: {HOST_NQN_ANNOTATION: nqn} for node, nqn in NQN.items()}
+    nodes["node-silent"] = {}  # a node whose plugin never reported a host NQN
+    with running_cluster(nodes) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def fenced_volume(cluster: Cluster, name: str, *, block_rwx: bool) -> csi_pb2.Volume:

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import paramiko
@@ -28,6 +28,7 @@ from tests.support import (
     SimulatorProcess,
     spawn_simulator,
     start_simulator,
+    wait_until,
     write_client_key,
 )
 
@@ -230,15 +231,6 @@ def _open_fds() -> dict[str, str]:
     return fds
 
 
-def poll(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
-
-
 @pytest.fixture(scope="module")
 def sim_process() -> Iterator[SimulatorProcess]:
     directory = Path(tempfile.mkdtemp(prefix="rds-simp-"))
@@ -287,8 +279,8 @@ def test_no_thread_or_connection_leaks_after_faults(sim_process: SimulatorProces
         sim_process.clear_faults()
     # Exceptions keep their frames (and so a dropped socket) in reference cycles until the collector runs.
     gc.collect()
-    assert poll(lambda: threading.active_count() <= threads_before), threading.enumerate()
-    assert poll(lambda: len(_open_fds()) <= len(fds_before)), {
+    assert wait_until(lambda: threading.active_count() <= threads_before), threading.enumerate()
+    assert wait_until(lambda: len(_open_fds()) <= len(fds_before)), {
         fd: target for fd, target in _open_fds().items() if fds_before.get(fd) != target
     }
 
@@ -443,7 +435,7 @@ def test_pool_serves_waiters_in_arrival_order(sim: SimulatorAccess) -> None:
     hog = threading.Thread(target=busy_loop)
     hog.start()
     try:
-        assert poll(lambda: progress >= 5)
+        assert wait_until(lambda: progress >= 5)
         overtaken = []
         for _ in range(5):
             before = progress
