@@ -42,7 +42,7 @@ from types import ModuleType
 from typing import Any
 
 import grpc
-from bench_controller import command_counts
+from bench_controller import CAPABILITY, command_counts
 from bench_routeros_backend import (
     SIM_USER,
     SimulatorProcess,
@@ -70,11 +70,6 @@ GiB = 1 << 30
 RPC_TIMEOUT = 60.0
 MIGRATION_WINDOW = 300.0  # the default migrationTimeoutSeconds: a target younger than this is a live migration
 DAY = 86_400.0
-
-MOUNT_CAPABILITY = csi_pb2.VolumeCapability(
-    mount=csi_pb2.VolumeCapability.MountVolume(fs_type="ext4"),
-    access_mode=csi_pb2.VolumeCapability.AccessMode(mode=csi_pb2.VolumeCapability.AccessMode.SINGLE_NODE_WRITER),
-)
 
 
 # ---- the VolumeAttachments of a large cluster -----------------------------------------------------------------------
@@ -382,7 +377,7 @@ class PublishBench:
             request = csi_pb2.CreateVolumeRequest(
                 name=names[caller][own],
                 capacity_range=csi_pb2.CapacityRange(required_bytes=GiB),
-                volume_capabilities=[MOUNT_CAPABILITY],
+                volume_capabilities=[CAPABILITY],
             )
             created[caller][own] = self.controller.CreateVolume(request, timeout=RPC_TIMEOUT).volume
             return None
@@ -417,7 +412,7 @@ class PublishBench:
                 csi_pb2.ControllerPublishVolumeRequest(
                     volume_id=volume.volume_id,
                     node_id=node,
-                    volume_capability=MOUNT_CAPABILITY,
+                    volume_capability=CAPABILITY,
                     volume_context=volume.volume_context,
                 ),
                 timeout=RPC_TIMEOUT,
