@@ -140,12 +140,13 @@ class VolumeBackend:
         size_ok: Callable[[int], bool],
     ) -> Volume:
         """Create the volume, or return it when an identical one exists (ALREADY_EXISTS when incompatible)."""
-        existing = self.get_volume(volume_id)
-        if existing is not None:
+        disk = self.client.get_disk(validate_slot(volume_id, "volume_id"))
+        if disk is not None:
+            if not self._is_managed_volume(disk):
+                raise errors.AlreadyExists(f"slot {volume_id!r} exists on the RDS but is not a volume of this driver")
+            existing = self._volume(disk)
             self._check_compatible(existing, source, size_ok)
             return existing
-        if self.client.get_disk(volume_id) is not None:
-            raise errors.AlreadyExists(f"slot {volume_id!r} exists on the RDS but is not a volume of this driver")
         file_path = backing_file_path(self._confined_dir(volume_path).disk_path, volume_id)
         copy_from = self._source_file(source) if source is not None else None
         disk = self.client.create_disk(
