@@ -202,9 +202,6 @@ class Plugin:
         if self.controller is not None:
             self.controller.stop()
 
-    def request_stop(self) -> None:
-        self._stop_requested.set()
-
     def run_until_signalled(self) -> None:
         """Start, serve until SIGTERM or SIGINT, then shut down gracefully. Call from the main thread."""
 

@@ -59,7 +59,6 @@ KNOWN_PARAMS = frozenset(
 PROVISIONER_PREFIX = "csi.storage.k8s.io/"
 PVC_NAME_KEY = "csi.storage.k8s.io/pvc/name"
 PVC_NAMESPACE_KEY = "csi.storage.k8s.io/pvc/namespace"
-PV_NAME_KEY = "csi.storage.k8s.io/pv/name"
 FSTYPE_KEY = "csi.storage.k8s.io/fstype"
 
 _HOST_RE = re.compile(

@@ -8,7 +8,6 @@ every failure is mapped once onto ``rds_csi.errors``: 404 is ``NotFound`` (or ``
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -52,33 +51,6 @@ class KubeSettings:
     def __post_init__(self) -> None:
         if self.request_timeout <= 0:
             raise InvalidArgument(f"kube request timeout must be positive, got {self.request_timeout}")
-
-    @classmethod
-    def from_environment(
-        cls,
-        environ: Mapping[str, str] | None = None,
-        *,
-        base_url: str | None = None,
-        token: str | None = None,
-        ca_file: str | None = None,
-        insecure: bool = False,
-        kubeconfig: str | None = None,
-        request_timeout: float = 10.0,
-    ) -> KubeSettings:
-        """In a pod (``KUBERNETES_SERVICE_HOST`` set) use the service account, else ``KUBECONFIG`` or default."""
-        env = os.environ if environ is None else environ
-        in_cluster = base_url is None and kubeconfig is None and bool(env.get("KUBERNETES_SERVICE_HOST"))
-        if base_url is None and kubeconfig is None and not in_cluster:
-            kubeconfig = env.get("KUBECONFIG") or None
-        return cls(
-            base_url=base_url,
-            token=token,
-            ca_file=ca_file,
-            insecure=insecure,
-            in_cluster=in_cluster,
-            kubeconfig=kubeconfig,
-            request_timeout=request_timeout,
-        )
 
 
 @dataclass(frozen=True, slots=True)

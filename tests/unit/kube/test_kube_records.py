@@ -107,23 +107,6 @@ def test_truncate_message_cuts_long_messages_to_the_limit_with_an_ellipsis() -> 
     assert cut.endswith("...")
 
 
-def test_settings_from_environment_in_a_pod_use_the_service_account() -> None:
-    settings = KubeSettings.from_environment({"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBECONFIG": "/k"})
-    assert settings.in_cluster is True
-    assert settings.kubeconfig is None
-
-
-def test_settings_from_environment_explicit_base_url_wins_over_the_pod() -> None:
-    settings = KubeSettings.from_environment({"KUBERNETES_SERVICE_HOST": "10.0.0.1"}, base_url="http://127.0.0.1:1")
-    assert settings.in_cluster is False
-    assert settings.base_url == "http://127.0.0.1:1"
-
-
-def test_settings_from_environment_outside_a_pod_use_kubeconfig_variable() -> None:
-    settings = KubeSettings.from_environment({"KUBECONFIG": "/etc/kube.conf"})
-    assert (settings.in_cluster, settings.kubeconfig) == (False, "/etc/kube.conf")
-
-
 def test_settings_with_non_positive_timeout_are_invalid() -> None:
     with pytest.raises(InvalidArgument, match="timeout"):
         KubeSettings(base_url="http://127.0.0.1:1", request_timeout=0)
