@@ -58,8 +58,12 @@ def write_client_key(directory: Path) -> tuple[Path, Path]:
     return ensure_client_key(directory)
 
 
-def start_simulator(directory: Path, profile: str = "zero") -> SimulatorAccess:
-    """A simulator with SSH (key auth) and HTTPS REST (password auth) on loopback ephemeral ports."""
+def start_simulator(
+    directory: Path, profile: str = "zero", *, persist: bool = False, nvmet_data_dir: Path | None = None
+) -> SimulatorAccess:
+    """A simulator with SSH (key auth) and HTTPS REST (password auth) on loopback ephemeral ports. ``persist``
+    keeps its state in ``directory`` across restarts; with ``nvmet_data_dir`` its disks are real NVMe/TCP
+    targets (the kernel's nvmet) on 127.0.0.1."""
     key_file, public_file = write_client_key(directory)
     password_file = directory / "password"
     password_file.write_text(SIM_PASSWORD)
@@ -70,6 +74,8 @@ def start_simulator(directory: Path, profile: str = "zero") -> SimulatorAccess:
             faults=FaultPlan(profile=profile),
             users={SIM_USER: SIM_PASSWORD},
             authorized_keys=(public_file,),
+            persist_file=directory / "sim" / "model.json" if persist else None,
+            nvmet_data_dir=nvmet_data_dir,
         )
     ).start()
     return SimulatorAccess(simulator, key_file, password_file)

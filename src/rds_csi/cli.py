@@ -63,6 +63,14 @@ def _add_simulator_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", choices=("realistic", "zero"), default="realistic", help="latency profile")
     parser.add_argument("--faults-file", help="fault plan JSON, reloaded on SIGHUP")
     parser.add_argument("--console-width", type=int, default=80, help="default console width (80)")
+    parser.add_argument(
+        "--nvmet-data-dir",
+        help="optional data plane: keep images as sparse files here and export disks as real NVMe/TCP targets "
+        "through the kernel's nvmet (needs root and the nvmet, nvmet-tcp modules)",
+    )
+    parser.add_argument(
+        "--nvmet-address", default="127.0.0.1", help="address the nvmet TCP ports listen on (default 127.0.0.1)"
+    )
     parser.add_argument("--log-format", choices=("text", "json"), default="text", help="log line format")
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
 
@@ -132,7 +140,7 @@ def run_plugin(flags: Mapping[str, str | None], env: Mapping[str, str]) -> int:
 def run_simulator(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from rds_csi.errors import InvalidArgument
+    from rds_csi.errors import InvalidArgument, RdsCsiError
     from rds_csi.observability.logging import configure_logging
     from rds_csi.simulator import FaultPlan, Simulator, SimulatorConfig, run_forever
 
@@ -156,6 +164,8 @@ def run_simulator(args: argparse.Namespace) -> int:
             faults_file=Path(args.faults_file) if args.faults_file else None,
             users={args.user: password},
             authorized_keys=tuple(Path(p) for p in args.authorized_keys),
+            nvmet_data_dir=Path(args.nvmet_data_dir) if args.nvmet_data_dir else None,
+            nvmet_address=args.nvmet_address,
         )
     except InvalidArgument as exc:
         _fail(exc.message, EXIT_USAGE)
@@ -173,6 +183,8 @@ def run_simulator(args: argparse.Namespace) -> int:
         run_forever(config, on_ready=ready)
     except OSError as exc:
         _fail(f"simulator: {exc}", EXIT_RUNTIME)
+    except RdsCsiError as exc:  # e.g. --nvmet-data-dir without the nvmet modules
+        _fail(f"simulator: {exc.message}", EXIT_RUNTIME)
     return 0
 
 

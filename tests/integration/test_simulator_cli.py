@@ -66,3 +66,29 @@ def test_simulator_starts_fast_and_answers_plain_ssh_and_curl(short_tmp: Path) -
     finally:
         process.terminate()
         assert process.wait(10) == 0
+
+
+@pytest.mark.skipif(Path("/sys/kernel/config/nvmet").is_dir(), reason="this kernel has nvmet (tests/e2e covers it)")
+def test_data_plane_without_nvmet_is_refused_with_the_reason(short_tmp: Path) -> None:
+    password_file = short_tmp / "pw"
+    password_file.write_text(SIM_PASSWORD)
+    argv = [
+        *rds_csi_command(), "simulator", "--ssh-port", "0", "--rest-port", "0", "--state-dir", str(short_tmp / "s"),
+        "--password-file", str(password_file), "--nvmet-data-dir", str(short_tmp / "images"),
+    ]  # fmt: skip
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 1
+    assert "load the nvmet and nvmet-tcp kernel modules" in result.stderr
+    assert "simulator ready" not in result.stdout
+
+
+def test_data_plane_address_must_be_loopback_unless_allowed(short_tmp: Path) -> None:
+    password_file = short_tmp / "pw"
+    password_file.write_text(SIM_PASSWORD)
+    argv = [
+        *rds_csi_command(), "simulator", "--state-dir", str(short_tmp / "s"), "--password-file", str(password_file),
+        "--nvmet-data-dir", str(short_tmp / "images"), "--nvmet-address", "192.0.2.10",
+    ]  # fmt: skip
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 2
+    assert "refusing to listen on non-loopback nvmet_address '192.0.2.10'" in result.stderr

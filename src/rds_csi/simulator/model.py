@@ -16,6 +16,9 @@ Thin provisioning, as a btrfs pool behaves:
   mount point when it creates a file); a path outside every mount point is refused.
 - ``/disk remove`` removes the disk entry only; the image stays in ``/file`` until removed there, and a file
   still backing a disk cannot be removed.
+
+With a data plane (``rds_csi.simulator.dataplane``) every image is also a real sparse file and every exported
+disk a real NVMe/TCP target; each change is applied there first and committed here only if it worked.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from rds_csi.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from rds_csi.simulator.dataplane import DataPlane, Export
 
 INITIAL_ALLOCATION = 4096
 DEFAULT_NVME_PORT = 4420
@@ -162,6 +166,7 @@ class Model:
         base_directories: Iterable[str] = (),
         persist_file: Path | None = None,
         wall_clock: Callable[[], datetime] = datetime.now,
+        data_plane: DataPlane | None = None,
     ) -> None:
         if not 0 <= pool_free <= pool_size:
             raise InvalidArgument("pool free bytes must be between 0 and the pool size")
@@ -187,6 +192,18 @@ class Model:
         for directory in base_directories:
             self._ensure_directories(directory.strip("/").split("/"))
         self._save()
+        self._data_plane = data_plane
+        if data_plane is not None:
+            data_plane.restore(
+                {f.name: f.size for f in self._files.values() if not f.is_directory},
+                {d.id: e for d in self._disks.values() if (e := self._export_of(d)) is not None},
+            )
+
+    def close(self) -> None:
+        """Withdraw the data plane's exports (the state itself is already saved)."""
+        with self._lock:
+            if self._data_plane is not None:
+                self._data_plane.close()
 
     # ---- queries -------------------------------------------------------------------------------------
 
@@ -256,11 +273,14 @@ class Model:
             if "file-path" not in params:
                 raise InvalidArgument("missing value for argument file-path")
             name = self._file_name_from_path(params["file-path"])
+            files_before = set(self._files)
             if "copy-from" in params:
                 if "file-size" in params:
                     raise InvalidArgument("file-size can not be used with copy-from")
-                image = self._reflink(self._source_file(params["copy-from"]), name)
+                source = self._source_file(params["copy-from"])
+                image = self._reflink(source, name)
             else:
+                source = None
                 image = self._create_or_reuse_image(name, params.get("file-size"))
             disk = SimDisk(
                 id=self._new_id(),
@@ -272,6 +292,11 @@ class Model:
                 allow_host_names=hosts,
                 disabled=disabled,
             )
+            try:
+                self._realize(disk, image, source, created=image.id not in files_before)
+            except BaseException:
+                self._forget_new_files(files_before)
+                raise
             self._disks[disk.id] = disk
             self._save()
             return self._disk_record(disk)
@@ -301,8 +326,20 @@ class Model:
                 updated.allow_host_names = _parse_hosts(params["nvme-tcp-server-allow-host-name"])
             if "disabled" in params:
                 updated.disabled = parse_bool("disabled", params["disabled"])
-            if "file-size" in params:
-                self._resize(disk.file_name, parse_size("file-size", params["file-size"]))
+            size = parse_size("file-size", params["file-size"]) if "file-size" in params else None
+            if size is not None:
+                self._check_resize(disk.file_name, size)
+            if self._data_plane is not None:
+                self._data_plane.set_export(disk_id, self._export_of(updated))
+                if size is not None:
+                    try:
+                        self._data_plane.images.resize(disk.file_name, size)
+                        self._data_plane.resized(disk.file_name)
+                    except BaseException:
+                        self._data_plane.set_export(disk_id, self._export_of(disk))
+                        raise
+            if size is not None:
+                self._resize(disk.file_name, size)
             self._disks[disk_id] = updated
             self._save()
             return self._disk_record(updated)
@@ -311,8 +348,11 @@ class Model:
         with self._lock:
             if disk_id == self.pool.id:
                 raise FailedPrecondition("can not remove partition")
-            if self._disks.pop(disk_id, None) is None:
+            if disk_id not in self._disks:
                 raise NotFound("no such item")
+            if self._data_plane is not None:
+                self._data_plane.set_export(disk_id, None)
+            del self._disks[disk_id]
             self._traffic.pop(disk_id, None)
             self._save()
 
@@ -333,6 +373,8 @@ class Model:
                     raise FailedPrecondition("directory is not empty")
             elif any(d.file_name == f.name for d in self._disks.values()):
                 raise FailedPrecondition("file is in use")
+            elif self._data_plane is not None:
+                self._data_plane.images.remove(f.name)
             self._release(f)
             del self._files[file_id]
             self._touch_parent(f.name)
@@ -455,7 +497,7 @@ class Model:
         if parent is not None:
             parent.last_modified = self._wall_clock()
 
-    def _resize(self, file_name: str, size: int) -> None:
+    def _check_resize(self, file_name: str, size: int) -> SimFile:
         f = self._file_by_name(file_name)
         if f is None:
             raise NotFound("no such item")
@@ -463,8 +505,39 @@ class Model:
             raise InvalidArgument("invalid value for argument file-size")
         if size - f.size > self.free:
             raise ResourceExhausted("not enough space")
+        return f
+
+    def _resize(self, file_name: str, size: int) -> None:
+        f = self._check_resize(file_name, size)
         f.size = size
         f.last_modified = self._wall_clock()
+
+    def _export_of(self, disk: SimDisk) -> Export | None:
+        if not disk.nvme_tcp_export or disk.disabled:
+            return None
+        return Export(disk.nvme_tcp_server_nqn, disk.nvme_tcp_server_port, disk.file_name, disk.allow_host_names)
+
+    def _realize(self, disk: SimDisk, image: SimFile, source: SimFile | None, *, created: bool) -> None:
+        """Make a new disk real in the data plane: its image file (when new), then its export."""
+        plane = self._data_plane
+        if plane is None:
+            return
+        if created:
+            if source is not None:
+                plane.images.copy(source.name, image.name)
+            else:
+                plane.images.create(image.name, image.size)
+        try:
+            plane.set_export(disk.id, self._export_of(disk))
+        except BaseException:
+            if created:
+                plane.images.remove(image.name)
+            raise
+
+    def _forget_new_files(self, before: set[int]) -> None:
+        """Undo the file entries (and implicit directories) a failed ``/disk add`` created."""
+        for file_id in set(self._files) - before:
+            self._release(self._files.pop(file_id))
 
     def _release(self, f: SimFile) -> None:
         for extent_id in f.extents:

@@ -21,7 +21,9 @@ from rds_csi.simulator.control import make_control_server
 from rds_csi.simulator.engine import Engine
 from rds_csi.simulator.faults import FaultInjector, FaultPlan
 from rds_csi.simulator.http import HttpFrontEnd, ensure_certificate
+from rds_csi.simulator.images import ImageStore
 from rds_csi.simulator.model import Model
+from rds_csi.simulator.nvmet import NvmetDataPlane
 from rds_csi.simulator.rest_server import make_rest_server
 from rds_csi.simulator.ssh_server import SshServer, fingerprint, load_host_key, read_authorized_keys
 
@@ -54,10 +56,18 @@ class SimulatorConfig:
     pool_mount_point: str = "storage-pool"
     base_directories: tuple[str, ...] = ("storage-pool/metal-csi",)
     system: SystemInfo = field(default_factory=SystemInfo)
+    # The optional data plane: images as real files here, exports as kernel nvmet targets on nvmet_address.
+    nvmet_data_dir: Path | None = None
+    nvmet_address: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
-        if not self.allow_non_loopback and not _is_loopback(self.host):
-            raise InvalidArgument(f"refusing to listen on non-loopback host {self.host!r} (allow_non_loopback)")
+        for what, host in (("host", self.host), ("nvmet_address", self.nvmet_address)):
+            if not self.allow_non_loopback and not _is_loopback(host):
+                raise InvalidArgument(f"refusing to listen on non-loopback {what} {host!r} (allow_non_loopback)")
+        try:
+            ipaddress.ip_address(self.nvmet_address)
+        except ValueError:
+            raise InvalidArgument(f"nvmet_address must be an IP address, not {self.nvmet_address!r}") from None
         for name in ("ssh_port", "rest_port", "control_port"):
             port = getattr(self, name)
             if port is not None and not 0 <= port <= 65535:
@@ -95,6 +105,11 @@ class Simulator:
         if config.faults_file is not None and config.faults_file.exists():
             plan = FaultPlan.from_file(config.faults_file)
         self.faults = FaultInjector(plan)
+        data_plane = (
+            NvmetDataPlane(ImageStore(config.nvmet_data_dir), config.nvmet_address)
+            if config.nvmet_data_dir is not None
+            else None
+        )
         self.model = Model(
             pool_size=config.pool_size,
             pool_free=config.pool_free,
@@ -102,6 +117,7 @@ class Simulator:
             base_directories=config.base_directories,
             persist_file=config.persist_file,
             wall_clock=wall_clock,
+            data_plane=data_plane,
         )
         self._host_key = load_host_key(config.state_dir)
         self._engine = Engine(self.model, self.faults, config.system, clock or SystemClock())
@@ -172,6 +188,7 @@ class Simulator:
             self._ssh.stop()
         self._control = self._rest = None
         self._ssh = None
+        self.model.close()
 
     def __enter__(self) -> Simulator:
         return self.start()
