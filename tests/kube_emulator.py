@@ -3,7 +3,8 @@ client to list, get, watch, delete and patch the objects the driver reads, and t
 
 It is a test double of Kubernetes, so it computes what Kubernetes computes (VolumeAttachment names, resource
 versions, 410 Gone for compacted history) on its own, without importing the code under test. KubeVirt's
-VirtualMachineInstances and their migrations are served as custom objects (``kubevirt.io/v1``). Faults:
+VirtualMachineInstances and their migrations are served as custom objects (``kubevirt.io/v1``). A Node PATCH is
+served as a merge patch of its labels and annotations (anything else is refused, never half-applied). Faults:
 ``down`` (503 for everything), ``fail_next(n, status)``, ``hang_events`` (event POSTs wait until released),
 ``drop_watches()`` (cut open watch streams mid-flight) and ``compact()`` (forget history: old watches get 410).
 """
@@ -156,6 +157,10 @@ class KubeEmulator:
 
     def delete_node(self, name: str) -> None:
         self._delete(NODES, None, name)
+
+    def annotate_node(self, name: str, annotations: dict[str, str | None]) -> None:
+        """What ``kubectl annotate node`` does: set these annotations, remove those given as None."""
+        self._patch(NODES, None, name, {"metadata": {"annotations": annotations}})
 
     def add_pv(
         self,
@@ -452,6 +457,25 @@ def wait_until(predicate: Callable[[], object], timeout: float = 5.0, what: str 
         time.sleep(0.01)
 
 
+# Both merge a map key by key and delete a key patched to null: the same result for labels and annotations.
+_MERGE_PATCH_TYPES = ("application/merge-patch+json", "application/strategic-merge-patch+json")
+
+
+def _node_patch_refusal(content_type: str, body: Obj) -> tuple[int, Obj] | None:
+    """Why a Node PATCH is not served (status, Status body), or None. Only metadata labels and annotations are
+    served: anything else fails loudly rather than being half-applied by an emulator that does not model it."""
+    media_type = content_type.split(";", 1)[0].strip()
+    if media_type not in _MERGE_PATCH_TYPES:
+        return 415, _status(415, f"the emulator serves merge patches of Node metadata, not {media_type or 'no type'}")
+    metadata = body.get("metadata")
+    if set(body) != {"metadata"} or not isinstance(metadata, dict) or not set(metadata) <= {"labels", "annotations"}:
+        return 422, _status(422, "the emulator patches only metadata.labels and metadata.annotations of a Node")
+    maps = [metadata.get(key, {}) for key in ("labels", "annotations")]
+    if not all(isinstance(m, dict) and all(isinstance(v, str | None) for v in m.values()) for m in maps):
+        return 400, _status(400, "labels and annotations must map names to strings (or null, to remove them)")
+    return None
+
+
 def _key(namespace: str | None, name: str) -> str:
     return f"{namespace}/{name}" if namespace is not None else name
 
@@ -567,6 +591,12 @@ class _Handler(BaseHTTPRequestHandler):
             obj = emu._delete(resource, namespace, name)
         elif method == "PATCH" and resource is VAS:
             obj = emu._patch(resource, namespace, name, {"status": body.get("status", {})})
+        elif method == "PATCH" and resource is NODES:
+            refusal = _node_patch_refusal(self.headers.get("Content-Type", ""), body)
+            if refusal is not None:
+                self._send(*refusal)
+                return
+            obj = emu._patch(resource, namespace, name, body)
         else:
             self._send(405, _status(405, f"{method} {resource.collection} is not served"))
             return

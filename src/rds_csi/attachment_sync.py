@@ -22,8 +22,9 @@ from rds_csi.attach import (
 )
 from rds_csi.clock import Clock
 from rds_csi.kube import KubeApi, NodeWatcher, PvInfo, VolumeAttachmentRecord, VolumeAttachmentWatcher
+from rds_csi.nqn import validate_host_nqn
+from rds_csi.nvme import HOST_NQN_ANNOTATION
 from rds_csi.observability.logging import log_event
-from rds_csi.routeros.names import validate_host_nqn
 
 _log = logging.getLogger(__name__)
 
@@ -47,10 +48,6 @@ class StaticNodeFacts:
 
     def host_nqn(self, node_id: str) -> str | None:
         return None  # no API to read node plugins' reports from: fenced volumes cannot be published
-
-
-# Where a node plugin reports the NVMe host NQN its kernel connects with (read for storage-side fencing).
-HOST_NQN_ANNOTATION = "rds.csi.srvlab.io/host-nqn"
 
 
 class KubeNodeDirectory:

@@ -132,6 +132,8 @@ def run_plugin(flags: Mapping[str, str | None], env: Mapping[str, str]) -> int:
     try:
         plugin = Plugin(config)
         plugin.run_until_signalled()
+    except ConfigError as exc:  # found only at start-up, e.g. an invalid --host-nqn-file
+        _fail(str(exc), EXIT_USAGE)
     except (EndpointInUse, OSError) as exc:
         _fail(str(exc), EXIT_RUNTIME)
     return 0

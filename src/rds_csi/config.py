@@ -125,6 +125,13 @@ class AttachConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class NodeConfig:
+    host_nqn_file: str
+    max_volumes_per_node: int  # 0: no limit
+    host_nqn_recheck_interval: float
+
+
+@dataclass(frozen=True, slots=True)
 class PluginConfig:
     mode: Mode
     endpoint: tuple[Endpoint, ...]
@@ -140,6 +147,7 @@ class PluginConfig:
     volumes: VolumeConfig
     kube: KubeConfig
     attach: AttachConfig
+    node: NodeConfig
 
 
 # ---- value parsers: each takes the raw string and returns the typed value or raises ValueError(reason) ----
@@ -498,7 +506,40 @@ ATTACH_OPTIONS: tuple[OptionSpec, ...] = (
     ),
 )
 
-ALL_OPTIONS = PLUGIN_OPTIONS + ROUTEROS_OPTIONS + VOLUME_OPTIONS + KUBE_OPTIONS + ATTACH_OPTIONS
+
+def _absolute_path(raw: str) -> str:
+    path = raw.strip()
+    if not path.startswith("/"):
+        raise ValueError(f"must be an absolute path, got {raw!r}")
+    return path
+
+
+NODE_OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec(
+        "host_nqn_file",
+        "/etc/nvme/hostnqn",
+        _absolute_path,
+        "the node's NVMe host NQN (nvme-cli's file); when missing, one is generated from the DMI product UUID "
+        "(else at random) and saved there",
+        "FILE",
+    ),
+    OptionSpec(
+        "max_volumes_per_node",
+        "0",
+        _int_between(0, 1_000_000),
+        "volumes the scheduler may place on one node, reported by NodeGetInfo (0: no limit)",
+        "N",
+    ),
+    OptionSpec(
+        "host_nqn_recheck_interval",
+        "300",
+        _float_between(1, 86400),
+        "how often the node plugin checks that its Node still carries its host-NQN annotation (restored if not)",
+        "SECONDS",
+    ),
+)
+
+ALL_OPTIONS = PLUGIN_OPTIONS + ROUTEROS_OPTIONS + VOLUME_OPTIONS + KUBE_OPTIONS + ATTACH_OPTIONS + NODE_OPTIONS
 
 
 def resolve(specs: tuple[OptionSpec, ...], flags: Mapping[str, str | None], env: Mapping[str, str]) -> dict[str, Any]:
@@ -578,5 +619,6 @@ def load_plugin_config(flags: Mapping[str, str | None], env: Mapping[str, str]) 
         raise ConfigError(
             "--require-kubevirt-migration", "needs the Kubernetes API (migrations are read from KubeVirt's objects)"
         )
+    node = NodeConfig(**{o.field: values[o.field] for o in NODE_OPTIONS})
     plugin_fields = {o.field: values[o.field] for o in PLUGIN_OPTIONS}
-    return PluginConfig(**plugin_fields, routeros=routeros, volumes=volumes, kube=kube, attach=attach)
+    return PluginConfig(**plugin_fields, routeros=routeros, volumes=volumes, kube=kube, attach=attach, node=node)

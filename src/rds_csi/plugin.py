@@ -8,21 +8,23 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from rds_csi import __version__
+from rds_csi import __version__, errors
 from rds_csi._native import BACKEND as NATIVE_BACKEND
 from rds_csi._native import AttachmentTable
 from rds_csi.attach import AttachmentManager, EventSink, Reconciler
 from rds_csi.attachment_sync import KubeAttachmentSync, KubeNodeDirectory, LoggingEventSink, StaticNodeFacts
 from rds_csi.backends import RouterOSBackend
 from rds_csi.clock import Clock, SystemClock
-from rds_csi.config import KubeConfig, OrphanMode, PluginConfig
+from rds_csi.config import ConfigError, KubeConfig, OrphanMode, PluginConfig
 from rds_csi.csi.controller import ControllerServicer, NodeDirectory
 from rds_csi.csi.identity import IdentityServicer
 from rds_csi.csi.interceptors import CsiCallInterceptor
+from rds_csi.csi.node import NodeServicer
 from rds_csi.csi.server import CsiServer
 from rds_csi.csi.validation import CapacityLimits, ParameterDefaults
 from rds_csi.kube import EventRecorder, KubeApi, KubeAttachmentFacts, KubeSettings
 from rds_csi.kube.kubevirt import KubeVirtMigrations
+from rds_csi.nvme import HOST_NQN_ANNOTATION, HostNqnReporter, ReportSchedule, load_or_create_host_nqn
 from rds_csi.observability.health import HealthRegistry
 from rds_csi.observability.http import ObservabilityServer
 from rds_csi.observability.logging import log_event
@@ -137,6 +139,44 @@ class ControllerParts:
         self.routeros.close()
 
 
+class NodeParts:
+    """The node service: its identity for the kubelet, and the host NQN it reports for storage-side fencing."""
+
+    def __init__(self, config: PluginConfig) -> None:
+        self._node_id = config.node_id
+        self._host_nqn_file = Path(config.node.host_nqn_file)
+        self._schedule = ReportSchedule(recheck_interval=config.node.host_nqn_recheck_interval)
+        settings = kube_settings(config.kube)
+        self.kube = KubeApi(settings) if settings is not None else None
+        self.reporter: HostNqnReporter | None = None
+        self.servicer = NodeServicer(config.node_id, config.node.max_volumes_per_node)
+
+    def start(self) -> None:
+        """Settle the host NQN (a bad file stops the start), then report it in the background."""
+        try:
+            host = load_or_create_host_nqn(self._host_nqn_file)
+        except errors.FailedPrecondition as exc:
+            raise ConfigError("--host-nqn-file", exc.message) from exc
+        log_event(_log, "node.host_nqn", host_nqn=host.nqn, origin=host.origin.value, path=str(self._host_nqn_file))
+        if self.kube is None:
+            log_event(
+                _log,
+                "node.host_nqn_not_reported",
+                logging.WARNING,
+                reason="no Kubernetes API (--kube-api off)",
+                effect=f"fenced volumes cannot be published to this node (the controller reads {HOST_NQN_ANNOTATION})",
+            )
+            return
+        self.reporter = HostNqnReporter(self.kube, self._node_id, host.nqn, self._schedule)
+        self.reporter.start()
+
+    def stop(self) -> None:
+        if self.reporter is not None:
+            self.reporter.stop()
+        if self.kube is not None:
+            self.kube.close()
+
+
 class Plugin:
     def __init__(self, config: PluginConfig, clock: Clock | None = None) -> None:
         """``clock`` drives the attachment rules (grace periods, migration windows); tests pass virtual time."""
@@ -155,6 +195,10 @@ class Plugin:
         if config.mode.runs_controller:
             self.controller = ControllerParts(config, self.metrics, self.health, clock or SystemClock())
             registrations.append(self.controller.servicer.register)
+        self.node: NodeParts | None = None
+        if config.mode.runs_node:
+            self.node = NodeParts(config)
+            registrations.append(self.node.servicer.register)
         self.server = CsiServer(
             endpoints=config.endpoint,
             registrations=registrations,
@@ -185,6 +229,8 @@ class Plugin:
                 self.http.start()
             if self.controller is not None:
                 self.controller.start()
+            if self.node is not None:
+                self.node.start()
             self.server.start()
         except Exception:
             self._stop_parts()
@@ -201,6 +247,8 @@ class Plugin:
             self.http.stop()
         if self.controller is not None:
             self.controller.stop()
+        if self.node is not None:
+            self.node.stop()
 
     def run_until_signalled(self) -> None:
         """Start, serve until SIGTERM or SIGINT, then shut down gracefully. Call from the main thread."""

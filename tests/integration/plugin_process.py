@@ -82,6 +82,9 @@ def start_plugin(socket_path: Path, extra: Sequence[str] = (), env: dict[str, st
         f"unix://{socket_path}",
         "--metrics-address",
         f"127.0.0.1:{port}",
+        # The node service generates a host NQN when the file is missing: never the machine's /etc/nvme.
+        "--host-nqn-file",
+        str(socket_path.parent / "hostnqn"),
         *extra,
     ]
     process = subprocess.Popen(

@@ -29,7 +29,7 @@ def test_identity_calls_metrics_and_sigterm_cleanup(short_tmp: Path) -> None:
         assert info.name == DEFAULT_DRIVER_NAME
         assert info.vendor_version
         services = {c.service.type for c in caps.capabilities if c.HasField("service")}
-        assert services == {_Service.CONTROLLER_SERVICE, _Service.VOLUME_ACCESSIBILITY_CONSTRAINTS}
+        assert services == {_Service.CONTROLLER_SERVICE}
         expansion = [c.volume_expansion.type for c in caps.capabilities if c.HasField("volume_expansion")]
         assert expansion == [csi_pb2.PluginCapability.VolumeExpansion.ONLINE]
         assert probe.ready.value is True
@@ -92,6 +92,20 @@ def test_bad_flags_exit_2_with_one_line_naming_the_flag(args: list[str], named: 
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert named in lines[0]
+
+
+def test_invalid_host_nqn_file_exits_2_naming_the_option(short_tmp: Path) -> None:
+    bad = short_tmp / "hostnqn"
+    bad.write_text("worker-1\n")
+    argv = [
+        *rds_csi_command(), "plugin", "--mode", "node", "--node-id", "worker-1", "--kube-api", "off",
+        "--endpoint", f"unix://{short_tmp}/csi.sock", "--metrics-address", "off", "--host-nqn-file", str(bad),
+    ]  # fmt: skip
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("rds-csi: error: --host-nqn-file")
+    assert "Traceback" not in result.stderr
+    assert bad.read_text() == "worker-1\n"
 
 
 def test_version_and_help() -> None:

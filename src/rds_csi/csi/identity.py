@@ -31,11 +31,11 @@ class IdentityServicer(csi_pb2_grpc.IdentityServicer):  # type: ignore[misc]
     def GetPluginCapabilities(
         self, request: csi_pb2.GetPluginCapabilitiesRequest, context: grpc.ServicerContext
     ) -> csi_pb2.GetPluginCapabilitiesResponse:
-        services = [_Service.VOLUME_ACCESSIBILITY_CONSTRAINTS]
+        # No VOLUME_ACCESSIBILITY_CONSTRAINTS: every node reaches the RDS over the network, so volumes carry no
+        # topology and the scheduler has nothing to honour.
+        capabilities = [csi_pb2.PluginCapability(volume_expansion=_Expansion(type=_Expansion.ONLINE))]
         if self._controller:
-            services.insert(0, _Service.CONTROLLER_SERVICE)
-        capabilities = [csi_pb2.PluginCapability(service=_Service(type=t)) for t in services]
-        capabilities.append(csi_pb2.PluginCapability(volume_expansion=_Expansion(type=_Expansion.ONLINE)))
+            capabilities.insert(0, csi_pb2.PluginCapability(service=_Service(type=_Service.CONTROLLER_SERVICE)))
         return csi_pb2.GetPluginCapabilitiesResponse(capabilities=capabilities)
 
     def Probe(self, request: csi_pb2.ProbeRequest, context: grpc.ServicerContext) -> csi_pb2.ProbeResponse:

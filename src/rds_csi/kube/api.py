@@ -28,6 +28,8 @@ EVENT_MESSAGE_LIMIT = 1024
 _ELLIPSIS = "..."
 _EPOCH = datetime.fromtimestamp(0, UTC)
 
+MERGE_PATCH = "application/merge-patch+json"
+
 # The server ends each watch after this long; the client then re-watches from the last resourceVersion.
 DEFAULT_WATCH_TIMEOUT = 300
 
@@ -181,7 +183,8 @@ def _translate(what: str, error: Exception) -> RdsCsiError:
         if status in (401, 403):
             return Unavailable(
                 f"{detail}: the API server refused the driver's credentials; check its service account and RBAC"
-                " rules (get/list/watch volumeattachments, nodes, persistentvolumes; create events)"
+                " rules (controller: get/list/watch volumeattachments, nodes, persistentvolumes, create events;"
+                " node plugin: get and patch nodes)"
             )
         if status in (0, 429) or status >= 500:
             return Unavailable(detail)
@@ -342,6 +345,23 @@ class KubeApi:
         node = self._call(f"get node {name}", lambda: self._core.read_node(name, _request_timeout=self._timeout))
         meta = node.metadata
         return dict((meta.annotations if meta is not None else None) or {})
+
+    def annotate_node(self, name: str, annotations: Mapping[str, str | None]) -> None:
+        """Set (or, for None, remove) these annotations of the Node and leave every other one alone.
+
+        A JSON merge patch, so no read-modify-write race with other writers; ``NotFound`` when there is no Node.
+        """
+        body = {"metadata": {"annotations": dict(annotations)}}
+        self._call(
+            f"patch node {name} annotations",
+            lambda: self._core.patch_node(
+                name,
+                body,
+                # The client would otherwise pick application/json-patch+json, which takes a list of operations.
+                _content_type=MERGE_PATCH,
+                _request_timeout=self._timeout,
+            ),
+        )
 
     def list_nodes(self) -> tuple[list[str], str]:
         result = self._call("list nodes", lambda: self._core.list_node(_request_timeout=self._timeout))

@@ -15,6 +15,7 @@ The I/O-free core, usable on its own and shared by both transports:
 
 from __future__ import annotations
 
+from rds_csi.nqn import validate_host_nqn, validate_nqn
 from rds_csi.routeros.commands import (
     Arg,
     Command,
@@ -44,8 +45,6 @@ from rds_csi.routeros.names import (
     confine,
     nqn_for_volume,
     parse_router_path,
-    validate_host_nqn,
-    validate_nqn,
     validate_port,
     validate_slot,
     validate_volume_id,

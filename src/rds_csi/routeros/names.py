@@ -1,8 +1,9 @@
 """Validation of every name, NQN, port and path that may end up in a RouterOS command.
 
 Everything user-controlled passes through here before a command builder sees it, so the builders only ever
-handle values from a small, documented alphabet. Each failure raises :class:`rds_csi.errors.InvalidArgument`
-whose message starts with the name of the offending field.
+handle values from a small, documented alphabet (the NQN grammar itself lives in :mod:`rds_csi.nqn`, shared with
+the node side). Each failure raises :class:`rds_csi.errors.InvalidArgument` whose message starts with the name of
+the offending field.
 
 Path model. RouterOS spells the same file two ways: ``/disk`` takes ``file-path=/storage-pool/a/b.img`` (leading
 slash) while ``/file`` lists it as ``name=storage-pool/a/b.img`` (no leading slash). :class:`RouterPath` holds the
@@ -18,12 +19,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from rds_csi.errors import InvalidArgument
+from rds_csi.nqn import require_str as _require_str
+from rds_csi.nqn import show_rejected as _show
+from rds_csi.nqn import validate_host_nqn, validate_nqn
 
 SLOT_MAX_LENGTH = 128
 """Longest slot / volume id accepted (DESIGN.md §3)."""
-
-NQN_MAX_BYTES = 223
-"""NVMe limit for an NQN, in bytes of its UTF-8 encoding."""
 
 MIKROTIK_NQN_PREFIX = "nqn.2000-02.com.mikrotik:"
 """Prefix of every subsystem NQN this driver creates; the volume id (lower-cased) follows it."""
@@ -41,28 +42,6 @@ _SLOT_PREFIX_RE = re.compile(r"[A-Za-z0-9-]{0,128}")
 _SEGMENT_RE = re.compile(r"[A-Za-z0-9._-]+")
 _ONLY_DOTS_RE = re.compile(r"\.+")
 _ITEM_ID_RE = re.compile(r"\*[0-9A-Fa-f]{1,16}")
-
-# Host NQN grammar (NVMe Base Specification, "NVMe Qualified Names"): ``nqn.<yyyy-mm>.<reverse domain>`` then an
-# optional ``:<string>``. The spec lets the string be any UTF-8; we accept a conservative ASCII subset that every
-# real host NQN generator stays within and that cannot collide with the ``,`` RouterOS uses to separate list items.
-_DOMAIN_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-_NQN_RE = re.compile(
-    rf"nqn\.[0-9]{{4}}-(?:0[1-9]|1[0-2])\.{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*(?::[A-Za-z0-9._:@+-]+)?"
-)
-_UUID_NQN_PREFIX = "nqn.2014-08.org.nvmexpress:uuid:"
-_UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-
-
-def _show(value: object) -> str:
-    """A bounded, escaped rendering of a rejected value for error messages (never echo megabytes or controls)."""
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _require_str(value: object, field: str) -> str:
-    if not isinstance(value, str):
-        raise InvalidArgument(f"{field} must be a string, got {type(value).__name__}")
-    return value
 
 
 def validate_slot(value: object, field: str = "slot") -> str:
@@ -91,28 +70,6 @@ def validate_slot_prefix(value: object, field: str = "slot_prefix") -> str:
             f"{field} must be at most {SLOT_MAX_LENGTH} characters of A-Z, a-z, 0-9 and '-', got {_show(value)}"
         )
     return text
-
-
-def validate_nqn(value: object, field: str = "nqn") -> str:
-    """Return ``value`` if it is an NVMe NQN within our accepted grammar and at most 223 bytes.
-
-    Accepted: ``nqn.YYYY-MM.<reverse.domain>`` optionally followed by ``:<string>`` where the string uses
-    ``A-Z a-z 0-9 . _ : @ + -``; the ``nqn.2014-08.org.nvmexpress:uuid:`` form must carry a well-formed UUID.
-    """
-    text = _require_str(value, field)
-    size = len(text.encode("utf-8", "surrogatepass"))
-    if size > NQN_MAX_BYTES:
-        raise InvalidArgument(f"{field} must be at most {NQN_MAX_BYTES} bytes, got {size} bytes")
-    if not _NQN_RE.fullmatch(text):
-        raise InvalidArgument(f"{field} is not a valid NVMe qualified name: {_show(value)}")
-    if text.startswith(_UUID_NQN_PREFIX) and not _UUID_RE.fullmatch(text[len(_UUID_NQN_PREFIX) :]):
-        raise InvalidArgument(f"{field} has the UUID form but no valid UUID: {_show(value)}")
-    return text
-
-
-def validate_host_nqn(value: object) -> str:
-    """Return ``value`` if it is a valid host NQN (see :func:`validate_nqn`), reported as ``host_nqn``."""
-    return validate_nqn(value, "host_nqn")
 
 
 def validate_host_nqns(values: Iterable[object]) -> tuple[str, ...]:

@@ -8,8 +8,8 @@ import grpc
 import pytest
 
 from rds_csi import DEFAULT_DRIVER_NAME
-from rds_csi.attachment_sync import HOST_NQN_ANNOTATION
 from rds_csi.csi.proto import csi_pb2
+from rds_csi.nvme import HOST_NQN_ANNOTATION
 from rds_csi.routeros.volumes import FENCE_CLOSED_NQN
 from rds_csi.simulator import FaultRule
 from tests.integration.attach.test_attachments_kube import Cluster, block_cap, running_cluster

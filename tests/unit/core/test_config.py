@@ -29,6 +29,9 @@ def test_defaults_are_the_documented_ones() -> None:
     assert config.metrics_address == HostPort("0.0.0.0", 9809)
     assert config.log_format is LogFormat.TEXT
     assert config.grpc_workers == 16
+    assert config.node.host_nqn_file == "/etc/nvme/hostnqn"  # nvme-cli's: the host's own NVMe identity
+    assert config.node.max_volumes_per_node == 0
+    assert config.node.host_nqn_recheck_interval == 300
 
 
 def test_flag_beats_environment_beats_default() -> None:
@@ -59,6 +62,9 @@ def test_environment_error_names_flag_and_variable() -> None:
         ("log_level", "loud", "--log-level"),
         ("driver_name", "Not A DNS Name", "--driver-name"),
         ("node_id", "bad node;id", "--node-id"),
+        ("host_nqn_file", "etc/nvme/hostnqn", "--host-nqn-file"),
+        ("max_volumes_per_node", "-1", "--max-volumes-per-node"),
+        ("host_nqn_recheck_interval", "0", "--host-nqn-recheck-interval"),
     ],
 )
 def test_bad_value_is_reported_against_its_flag(field: str, value: str, flag: str) -> None:

@@ -402,7 +402,7 @@ CONTROLLER_NEEDS = (
     ("kubevirt.io", "virtualmachineinstancemigrations", "get list"),
     ("kubevirt.io", "virtualmachineinstances", "get list"),
 )
-NODE_NEEDS = (("", "nodes", "get"), ("", "events", "create patch"))
+NODE_NEEDS = (("", "nodes", "get patch"), ("", "events", "create patch"))
 
 
 @pytest.mark.parametrize(("component", "needs"), [("controller", CONTROLLER_NEEDS), ("node", NODE_NEEDS)])
@@ -417,6 +417,13 @@ def test_service_account_is_granted_what_the_pod_needs(
         if not allowed(granted, NAMESPACE, group, resource, verb)
     ]
     assert not missing, f"{component} lacks: {missing}"
+
+
+def test_node_plugin_may_annotate_nodes_but_neither_list_replace_nor_delete_them(bundle: Bundle) -> None:
+    granted = grants(bundle, pod_spec(workload(bundle, "node"))["serviceAccountName"])
+    node_verbs = {verb for verb in ("get", "patch", "list", "watch", "create", "update", "delete")
+                  if allowed(granted, NAMESPACE, "", "nodes", verb)}  # fmt: skip
+    assert node_verbs == {"get", "patch"}
 
 
 def test_leader_election_leases_are_granted_only_in_the_driver_namespace(bundle: Bundle) -> None:
@@ -490,6 +497,17 @@ def test_node_plugin_reaches_host_devices_and_kubelet_mounts(bundle: Bundle) -> 
     assert arg_value(registrar, "--kubelet-registration-path") == host_paths["/csi"] + "/csi.sock"
     registration = mounts(registrar)["/registration"]["name"]
     assert volumes(node)[registration]["hostPath"]["path"] == "/var/lib/kubelet/plugins_registry"
+
+
+def test_node_host_nqn_file_is_on_the_hosts_writable_etc_nvme(bundle: Bundle) -> None:
+    # The host NQN must be the host's own (nvme-cli's), and survive pod restarts once generated.
+    config = effective_config(bundle, "node", address_for(bundle))
+    directory, _, name = config.node.host_nqn_file.rpartition("/")
+    assert name == "hostnqn"
+    node = workload(bundle, "node")
+    mount = mounts(plugin_container(node))[directory]
+    assert not mount.get("readOnly", False)
+    assert volumes(node)[mount["name"]]["hostPath"] == {"path": "/etc/nvme", "type": "DirectoryOrCreate"}
 
 
 def test_metrics_services_select_the_plugin_pods_on_their_metrics_port(bundle: Bundle) -> None:

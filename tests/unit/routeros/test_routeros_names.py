@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from rds_csi.errors import InvalidArgument
+from rds_csi.nqn import validate_host_nqn
 from rds_csi.routeros.names import (
     RouterPath,
     backing_file_path,
     confine,
     nqn_for_volume,
     parse_router_path,
-    validate_host_nqn,
     validate_host_nqns,
     validate_item_id,
     validate_port,

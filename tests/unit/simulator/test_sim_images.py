@@ -24,7 +24,7 @@ def test_create_makes_a_sparse_file_of_the_logical_size(tmp_path: Path) -> None:
 def test_create_refuses_an_existing_image(tmp_path: Path) -> None:
     store = ImageStore(tmp_path)
     store.create("pool/a.img", MIB)
-    with pytest.raises(Internal, match="cannot create image pool/a.img"):
+    with pytest.raises(Internal, match=r"cannot create image pool/a\.img"):
         store.create("pool/a.img", MIB)
 
 
