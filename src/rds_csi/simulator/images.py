@@ -42,8 +42,12 @@ class ImageStore:
         return self.path(name).stat().st_size
 
     def allocated(self, name: str) -> int:
-        """Bytes the file system really holds for the image (what writes through NVMe/TCP consumed)."""
-        return self.path(name).stat().st_blocks * 512
+        """Bytes the file system really holds for the image (what writes through NVMe/TCP consumed); a missing
+        image holds nothing."""
+        try:
+            return self.path(name).stat().st_blocks * 512
+        except FileNotFoundError:
+            return 0
 
     def create(self, name: str, size: int) -> None:
         path = self.path(name)

@@ -171,6 +171,7 @@ class Model:
         if not 0 <= pool_free <= pool_size:
             raise InvalidArgument("pool free bytes must be between 0 and the pool size")
         self._lock = threading.RLock()
+        self._data_plane = data_plane
         self._wall_clock = wall_clock
         self._persist_file = persist_file
         self._next_id = 1
@@ -192,7 +193,6 @@ class Model:
         for directory in base_directories:
             self._ensure_directories(directory.strip("/").split("/"))
         self._save()
-        self._data_plane = data_plane
         if data_plane is not None:
             data_plane.restore(
                 {f.name: f.size for f in self._files.values() if not f.is_directory},
@@ -210,7 +210,11 @@ class Model:
     @property
     def free(self) -> int:
         with self._lock:
-            allocated = sum(f.exclusive for f in self._files.values()) + sum(e.size for e in self._extents.values())
+            if self._data_plane is not None:
+                images = self._data_plane.images
+                allocated = sum(images.allocated(f.name) for f in self._files.values() if not f.is_directory)
+            else:
+                allocated = sum(f.exclusive for f in self._files.values()) + sum(e.size for e in self._extents.values())
             return max(0, self.pool.size - self.pool.base_used - allocated)
 
     def disk_records(self) -> list[Record]:
@@ -240,11 +244,14 @@ class Model:
             raise NotFound("no such item")
 
     def allocated(self, file_name: str) -> int:
-        """Bytes the file holds on the pool, shared extents included (as ``du`` would count them)."""
+        """Bytes the file holds on the pool, shared extents included (as ``du`` would count them). With a data
+        plane, what the real image holds: hosts write into it over NVMe/TCP."""
         with self._lock:
             f = self._file_by_name(file_name)
             if f is None:
                 raise NotFound("no such item")
+            if self._data_plane is not None and not f.is_directory:
+                return self._data_plane.images.allocated(f.name)
             return f.exclusive + sum(self._extents[e].size for e in f.extents)
 
     def traffic(self, disk_id: int) -> Traffic:
@@ -383,6 +390,8 @@ class Model:
     def write(self, file_name: str, nbytes: int) -> None:
         """Simulate guest writes of ``nbytes`` fresh bytes: allocation grows (copy-on-write for shared data)."""
         with self._lock:
+            if self._data_plane is not None:
+                raise FailedPrecondition("with a data plane, writes arrive over NVMe/TCP")
             f = self._file_by_name(file_name)
             if f is None or f.is_directory:
                 raise NotFound("no such item")

@@ -36,10 +36,10 @@ def block_cap(mode: int) -> csi_pb2.VolumeCapability:
 class Cluster:
     """The simulator, the API emulator and a controller pointed at both; the controller can be restarted."""
 
-    def __init__(self, directory: Path, **flags: str) -> None:
+    def __init__(self, directory: Path, *, nvmet_data_dir: Path | None = None, **flags: str) -> None:
         self.directory = directory
         self.flags = flags
-        self.sim: SimulatorAccess = start_simulator(directory)
+        self.sim: SimulatorAccess = start_simulator(directory, nvmet_data_dir=nvmet_data_dir)
         self.kube = KubeEmulator().start()
         self.clock = ManualClock()
         self.metrics_port = free_port()
@@ -131,10 +131,13 @@ class Cluster:
 
 
 @contextmanager
-def running_cluster(nodes: Mapping[str, Mapping[str, str]] | Iterable[str], **flags: str) -> Iterator[Cluster]:
-    """A cluster with these Node objects (a mapping gives each node its annotations), torn down afterwards."""
+def running_cluster(
+    nodes: Mapping[str, Mapping[str, str]] | Iterable[str], *, nvmet_data_dir: Path | None = None, **flags: str
+) -> Iterator[Cluster]:
+    """A cluster with these Node objects (a mapping gives each node its annotations), torn down afterwards; with
+    ``nvmet_data_dir`` the simulator's volumes are real NVMe/TCP targets (inside the test VM)."""
     directory = Path(tempfile.mkdtemp(prefix="rds-att-"))
-    cluster = Cluster(directory, **flags)
+    cluster = Cluster(directory, nvmet_data_dir=nvmet_data_dir, **flags)
     annotated = nodes if isinstance(nodes, Mapping) else {node: {} for node in nodes}
     for node, node_annotations in annotated.items():
         cluster.kube.add_node(node, annotations=dict(node_annotations))

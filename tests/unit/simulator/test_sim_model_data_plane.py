@@ -7,12 +7,13 @@ tests/e2e/test_simulator_nvmet.py.
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from rds_csi.errors import Internal, ResourceExhausted
+from rds_csi.errors import FailedPrecondition, Internal, ResourceExhausted
 from rds_csi.simulator.dataplane import Export
 from rds_csi.simulator.images import ImageStore
 from rds_csi.simulator.model import Model
@@ -138,7 +139,8 @@ def test_a_failed_export_of_a_copy_keeps_the_source(plane: KernelStandIn) -> Non
         add(model, "pvc-b", **{"copy-from": "pvc-a"})
     assert plane.images.exists(IMAGE)
     assert not plane.images.exists("storage-pool/metal-csi/pvc-b.img")
-    assert model.allocated(IMAGE) > 0
+    assert [r["slot"] for r in model.disk_records()] == ["storage-pool", "pvc-a"]
+    assert [r["name"] for r in model.file_records() if r["name"].endswith(".img")] == [IMAGE]
 
 
 def test_resize_grows_the_image_and_revalidates(plane: KernelStandIn) -> None:
@@ -194,3 +196,17 @@ def test_a_persisted_model_restores_images_and_exports_at_start(plane: KernelSta
     make_model(plane, state)
     assert plane.images.size(IMAGE) == 64 * MIB
     assert set(plane.exports) == {disk_id}
+
+
+def test_pool_free_space_follows_what_hosts_really_wrote(plane: KernelStandIn) -> None:
+    model = make_model(plane)
+    add(model)
+    before = model.free
+    with open(plane.images.path(IMAGE), "r+b") as image:
+        image.seek(MIB)
+        image.write(b"\xa5" * 8 * MIB)
+        os.fsync(image.fileno())
+    assert model.allocated(IMAGE) >= 8 * MIB
+    assert before - model.free >= 8 * MIB
+    with pytest.raises(FailedPrecondition, match="writes arrive over NVMe/TCP"):
+        model.write(IMAGE, MIB)
