@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import faulthandler
 import logging
+import os
 import signal
+import sys
 import threading
 from pathlib import Path
 from types import FrameType
@@ -33,6 +36,9 @@ from rds_csi.orphan_reconciler import OrphanReconciler
 from rds_csi.routeros.volumes import VolumeBackend
 
 _log = logging.getLogger(__name__)
+
+# How long past --shutdown-timeout a stop may take before the stuck threads are dumped and the process exits.
+SHUTDOWN_WATCHDOG_SLACK = 5.0
 
 
 def kube_settings(config: KubeConfig) -> KubeSettings | None:
@@ -250,6 +256,16 @@ class Plugin:
         if self.node is not None:
             self.node.stop()
 
+    def _shutdown_watchdog(self, stopped: threading.Event) -> None:
+        """A stop that hangs must not hang the pod until the kubelet's SIGKILL: say where it is stuck, then exit."""
+        limit = self.config.shutdown_timeout + SHUTDOWN_WATCHDOG_SLACK
+        if stopped.wait(limit):
+            return
+        log_event(_log, "plugin.shutdown_stuck", logging.ERROR, waited_s=limit)
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        sys.stderr.flush()
+        os._exit(1)
+
     def run_until_signalled(self) -> None:
         """Start, serve until SIGTERM or SIGINT, then shut down gracefully. Call from the main thread."""
 
@@ -261,7 +277,13 @@ class Plugin:
         try:
             self.start()
             self._stop_requested.wait()
+            stopped = threading.Event()
+            watchdog = threading.Thread(
+                target=self._shutdown_watchdog, args=(stopped,), name="shutdown-watchdog", daemon=True
+            )
+            watchdog.start()
             self.stop()
+            stopped.set()
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)

@@ -66,7 +66,11 @@ class PluginProcess:
     def stop(self, timeout: float = 20.0) -> int:
         if self.process.poll() is None:
             self.process.terminate()
-        return self.process.wait(timeout)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise AssertionError(f"plugin still running {timeout}s after SIGTERM:\n{self.output()}") from None
 
 
 def start_plugin(socket_path: Path, extra: Sequence[str] = (), env: dict[str, str] | None = None) -> PluginProcess:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def test_identity_calls_metrics_and_sigterm_cleanup(short_tmp: Path) -> None:
         assert "rds_csi_csi_operation_duration_seconds_bucket" in metrics
         assert urllib.request.urlopen(f"{url}/healthz", timeout=5).status == 200
 
-        assert plugin.stop() == 0
+        assert plugin.stop() == 0, plugin.output()
         assert not sock.exists()
         assert "event=plugin.stopped" in plugin.output()
 
@@ -55,7 +56,7 @@ def test_second_instance_refuses_live_socket_and_leaves_it_alone(short_tmp: Path
         assert sock.exists()
         with grpc.insecure_channel(first.target) as channel:
             assert first.identity(channel).Probe(csi_pb2.ProbeRequest(), timeout=5).ready.value
-        assert first.stop() == 0
+        assert first.stop() == 0, first.output()
 
 
 def test_stale_socket_from_a_crash_is_replaced(short_tmp: Path) -> None:
@@ -64,7 +65,7 @@ def test_stale_socket_from_a_crash_is_replaced(short_tmp: Path) -> None:
     stale.bind(str(sock))
     stale.close()  # the file stays, nobody listens: what a killed plugin leaves behind
     with running_plugin(sock) as plugin:
-        assert plugin.stop() == 0
+        assert plugin.stop() == 0, plugin.output()
 
 
 def test_non_socket_file_at_endpoint_is_never_deleted(short_tmp: Path) -> None:
@@ -134,3 +135,24 @@ def test_demo_runs_the_lifecycle_end_to_end() -> None:
         "demo finished: OK",
     ):
         assert step in result.stdout
+
+
+def test_a_stop_that_hangs_dumps_every_thread_and_exits_1(short_tmp: Path) -> None:
+    # Drives the watchdog itself: a real stop hang has no reliable trigger, which is why the watchdog exists.
+    script = (
+        "import threading, sys\n"
+        "from rds_csi.config import load_plugin_config\n"
+        "from rds_csi.plugin import Plugin\n"
+        "config = load_plugin_config({'mode': 'controller', 'endpoint': sys.argv[1], 'metrics_address': 'off',"
+        " 'shutdown_timeout': '0'}, {})\n"
+        "Plugin(config)._shutdown_watchdog(threading.Event())\n"
+        "print('watchdog returned')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, f"unix://{short_tmp}/csi.sock"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "plugin.shutdown_stuck" in result.stderr
+    assert "Current thread" in result.stderr  # faulthandler's dump of the stuck process
+    assert "watchdog returned" not in result.stdout
