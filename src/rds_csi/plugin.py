@@ -8,8 +8,10 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from types import FrameType
+from typing import NoReturn
 
 from rds_csi import __version__, errors
 from rds_csi._native import BACKEND as NATIVE_BACKEND
@@ -39,6 +41,8 @@ _log = logging.getLogger(__name__)
 
 # How long past --shutdown-timeout a stop may take before the stuck threads are dumped and the process exits.
 SHUTDOWN_WATCHDOG_SLACK = 5.0
+# How long interpreter exit may take after a clean stop (it joins leftover worker threads) before it is cut short.
+EXIT_GRACE = 5.0
 
 
 def kube_settings(config: KubeConfig) -> KubeSettings | None:
@@ -183,6 +187,14 @@ class NodeParts:
             self.kube.close()
 
 
+def _abandon_process(event: str, waited: float, status: int) -> NoReturn:
+    log_event(_log, event, logging.ERROR, waited_s=waited, exit_status=status)
+    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 class Plugin:
     def __init__(self, config: PluginConfig, clock: Clock | None = None) -> None:
         """``clock`` drives the attachment rules (grace periods, migration windows); tests pass virtual time."""
@@ -256,15 +268,17 @@ class Plugin:
         if self.node is not None:
             self.node.stop()
 
-    def _shutdown_watchdog(self, stopped: threading.Event) -> None:
-        """A stop that hangs must not hang the pod until the kubelet's SIGKILL: say where it is stuck, then exit."""
+    def _shutdown_watchdog(self, stopped: threading.Event, exit_grace: float = EXIT_GRACE) -> None:
+        """A stop that hangs must not hang the pod until the kubelet's SIGKILL: say where it is stuck, then exit.
+
+        Runs as a daemon thread from the stop request on; it is never disarmed, because after a clean stop the
+        interpreter still joins leftover worker threads (a cancelled call's handler blocked in I/O) on its way out.
+        """
         limit = self.config.shutdown_timeout + SHUTDOWN_WATCHDOG_SLACK
-        if stopped.wait(limit):
-            return
-        log_event(_log, "plugin.shutdown_stuck", logging.ERROR, waited_s=limit)
-        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
-        sys.stderr.flush()
-        os._exit(1)
+        if not stopped.wait(limit):
+            _abandon_process("plugin.shutdown_stuck", limit, status=1)
+        time.sleep(exit_grace)  # reached only if the process is still alive: its exit is what hangs
+        _abandon_process("plugin.exit_stuck", exit_grace, status=0)
 
     def run_until_signalled(self) -> None:
         """Start, serve until SIGTERM or SIGINT, then shut down gracefully. Call from the main thread."""

@@ -156,3 +156,23 @@ def test_a_stop_that_hangs_dumps_every_thread_and_exits_1(short_tmp: Path) -> No
     assert "plugin.shutdown_stuck" in result.stderr
     assert "Current thread" in result.stderr  # faulthandler's dump of the stuck process
     assert "watchdog returned" not in result.stdout
+
+
+def test_an_exit_held_up_by_a_leftover_thread_is_cut_short_after_a_clean_stop(short_tmp: Path) -> None:
+    script = (
+        "import threading, sys\n"
+        "from rds_csi.config import load_plugin_config\n"
+        "from rds_csi.plugin import Plugin\n"
+        "config = load_plugin_config({'mode': 'controller', 'endpoint': sys.argv[1], 'metrics_address': 'off'}, {})\n"
+        "stopped = threading.Event()\n"
+        "stopped.set()\n"
+        "threading.Thread(target=Plugin(config)._shutdown_watchdog, args=(stopped, 0.5), daemon=True).start()\n"
+        "threading.Thread(target=threading.Event().wait).start()  # never ends: interpreter exit waits for it\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, f"unix://{short_tmp}/csi.sock"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "plugin.exit_stuck" in result.stderr
+    assert "Thread 0x" in result.stderr  # the leftover thread's stack is in the dump
