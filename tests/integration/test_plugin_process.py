@@ -137,21 +137,25 @@ def test_demo_runs_the_lifecycle_end_to_end() -> None:
         assert step in result.stdout
 
 
-def test_a_stop_that_hangs_dumps_every_thread_and_exits_1(short_tmp: Path) -> None:
-    # Drives the watchdog itself: a real stop hang has no reliable trigger, which is why the watchdog exists.
+def run_with_plugin(short_tmp: Path, lines: str, **options: str) -> subprocess.CompletedProcess[str]:
+    """Run ``lines`` in a fresh interpreter where ``plugin`` is a controller Plugin built from ``options``."""
+    settings = {"mode": "controller", "endpoint": f"unix://{short_tmp}/csi.sock", "metrics_address": "off", **options}
     script = (
-        "import threading, sys\n"
+        "import sys, threading\n"
         "from rds_csi.config import load_plugin_config\n"
         "from rds_csi.plugin import Plugin\n"
-        "config = load_plugin_config({'mode': 'controller', 'endpoint': sys.argv[1], 'metrics_address': 'off',"
-        " 'shutdown_timeout': '0'}, {})\n"
-        "Plugin(config)._shutdown_watchdog(threading.Event())\n"
-        "print('watchdog returned')\n"
+        f"plugin = Plugin(load_plugin_config({settings!r}, {{}}))\n"
+    ) + lines
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_a_stop_that_hangs_dumps_every_thread_and_exits_1(short_tmp: Path) -> None:
+    # Drives the watchdog itself: a real stop hang has no reliable trigger, which is why the watchdog exists.
+    result = run_with_plugin(
+        short_tmp,
+        "plugin._shutdown_watchdog(threading.Event())\nprint('watchdog returned')\n",
+        shutdown_timeout="0",
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script, f"unix://{short_tmp}/csi.sock"],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
     assert result.returncode == 1, result.stdout + result.stderr
     assert "plugin.shutdown_stuck" in result.stderr
     assert "Current thread" in result.stderr  # faulthandler's dump of the stuck process
@@ -159,20 +163,13 @@ def test_a_stop_that_hangs_dumps_every_thread_and_exits_1(short_tmp: Path) -> No
 
 
 def test_an_exit_held_up_by_a_leftover_thread_is_cut_short_after_a_clean_stop(short_tmp: Path) -> None:
-    script = (
-        "import threading, sys\n"
-        "from rds_csi.config import load_plugin_config\n"
-        "from rds_csi.plugin import Plugin\n"
-        "config = load_plugin_config({'mode': 'controller', 'endpoint': sys.argv[1], 'metrics_address': 'off'}, {})\n"
+    result = run_with_plugin(
+        short_tmp,
         "stopped = threading.Event()\n"
         "stopped.set()\n"
-        "threading.Thread(target=Plugin(config)._shutdown_watchdog, args=(stopped, 0.5), daemon=True).start()\n"
-        "threading.Thread(target=threading.Event().wait).start()  # never ends: interpreter exit waits for it\n"
+        "threading.Thread(target=plugin._shutdown_watchdog, args=(stopped, 0.5), daemon=True).start()\n"
+        "threading.Thread(target=threading.Event().wait).start()  # never ends: interpreter exit waits for it\n",
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script, f"unix://{short_tmp}/csi.sock"],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "plugin.exit_stuck" in result.stderr
     assert "Thread 0x" in result.stderr  # the leftover thread's stack is in the dump
