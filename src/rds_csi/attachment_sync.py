@@ -92,7 +92,8 @@ def fact_from_record(record: VolumeAttachmentRecord, pv: PvInfo | None, clock: C
     except errors.InvalidArgument:  # a hand-edited PV: fall back to the default window rather than lose the VA
         timeout = DEFAULT_MIGRATION_TIMEOUT
     return VolumeAttachmentFact(
-        volume_id=record.volume_id,
+        # The table is keyed by the CSI volume id: a pre-provisioned PV's name is not its volume handle.
+        volume_id=pv.volume_handle if pv is not None and pv.volume_handle else record.volume_id,
         node_id=record.node_id,
         created_at=clock.now() - age,
         attached=record.attached,

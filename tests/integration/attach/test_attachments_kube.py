@@ -210,6 +210,34 @@ def test_controller_restart_mid_migration_rebuilds_from_volume_attachments(clust
     assert cluster.published(volume) == ["node-b"]
 
 
+def test_a_pv_named_apart_from_its_volume_id_still_holds_its_writer_after_a_restart(cluster: Cluster) -> None:
+    # A pre-provisioned PV: VolumeAttachments name the PV, the attachment table keys by the CSI volume handle.
+    cap = block_cap(Mode.SINGLE_NODE_WRITER)
+    volume = cluster.ctl.controller.CreateVolume(
+        csi_pb2.CreateVolumeRequest(
+            name="vol-static-9", volume_capabilities=[cap], capacity_range=csi_pb2.CapacityRange(required_bytes=GiB)
+        ),
+        timeout=30,
+    ).volume
+    cluster.kube.add_pvc(NAMESPACE, "claim-static", volume_name="static-data")
+    cluster.kube.add_pv(
+        "static-data",
+        driver=DEFAULT_DRIVER_NAME,
+        claim=(NAMESPACE, "claim-static"),
+        volume_handle=volume.volume_id,
+        volume_mode="Block",
+        volume_attributes=dict(volume.volume_context),
+    )
+    va = cluster.kube.add_volume_attachment("static-data", "node-a", DEFAULT_DRIVER_NAME, attached=False)
+    cluster.publish(volume, "node-a", block_rwx=False)
+    cluster.kube.set_attached(va, True)
+    cluster.restart_controller()
+    assert cluster.published(volume) == ["node-a"]
+    with pytest.raises(grpc.RpcError) as second:
+        cluster.publish(volume, "node-b", block_rwx=False)
+    assert second.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
 def test_single_writer_conflict_then_deleted_node_is_cleared_and_new_node_admitted(cluster: Cluster) -> None:
     volume = cluster.volume("pvc-rwo", block_rwx=False)
     cluster.attach(volume, "node-a", block_rwx=False)
