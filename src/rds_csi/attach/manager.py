@@ -203,6 +203,8 @@ class AttachmentManager:
             decision: Decision
             if kind == "DELETED":
                 decision = decide_va_deleted(entry, record.node_id, now, self._grace)
+                # Nothing more can arrive about a deleted VolumeAttachment: stop remembering its unpublish.
+                self._unpublished_at.pop((volume_id, record.node_id), None)
             elif record.created_at <= self._unpublished_at.get((volume_id, record.node_id), -math.inf):
                 decision = Nothing()  # the attachment this VolumeAttachment reports was unpublished since
             elif record.attached:

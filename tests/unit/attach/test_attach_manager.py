@@ -675,3 +675,14 @@ def test_watch_event_older_than_an_unpublish_does_not_attach_again(h: Harness) -
     h.clock.advance(5)
     h.manager.apply_va_event("ADDED", fact("a", created=h.clock.now()))  # a new VolumeAttachment: news
     assert h.nodes() == ["a"]
+
+
+def test_unpublish_memory_ends_with_the_volume_attachment(h: Harness) -> None:
+    """What guards against lagging watch events is forgotten once the VolumeAttachment is gone: no leak."""
+    h.publish("a")
+    h.manager.unpublish(VOL, "a")
+    h.manager.unpublish(VOL, "b")  # never published: still an idempotent success, still remembered
+    assert len(h.manager._unpublished_at) == 2
+    h.manager.apply_va_event("DELETED", fact("a", created=T0))
+    h.manager.apply_va_event("DELETED", fact("b", created=T0))
+    assert len(h.manager._unpublished_at) == 0
