@@ -145,21 +145,22 @@ def tokenize(text: str) -> list[Token]:
 
 
 def _read_string(text: str, start: int, line: int, line_start: int) -> tuple[str, int, int, int]:
-    out: list[str] = []
+    # Bytes, as the console holds strings: a \HH escape is one byte, and several make one UTF-8 character.
+    out = bytearray()
     i = start + 1
     n = len(text)
     while i < n:
         ch = text[i]
         if ch == '"':
-            return "".join(out), i + 1, line, line_start
+            return out.decode("utf-8", "replace"), i + 1, line, line_start
         if ch == "\\":
             nxt = text[i + 1 : i + 2]
             pair = text[i + 1 : i + 3]
             if len(pair) == 2 and pair[0] in _HEX and pair[1] in _HEX:
-                out.append(chr(int(pair, 16)))
+                out.append(int(pair, 16))
                 i += 3
             elif nxt in _SIMPLE_ESCAPES:
-                out.append(_SIMPLE_ESCAPES[nxt])
+                out += _SIMPLE_ESCAPES[nxt].encode()
                 i += 2
             elif nxt == "\n":
                 i += 2
@@ -172,7 +173,7 @@ def _read_string(text: str, start: int, line: int, line_start: int) -> tuple[str
             raise _syntax(line, i - line_start + 1)
         if ch == "\n":
             line, line_start = line + 1, i + 1
-        out.append(ch)
+        out += ch.encode("utf-8", "surrogatepass")
         i += 1
     raise _syntax(line, n - line_start + 1)
 

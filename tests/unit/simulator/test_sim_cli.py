@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from rds_csi.errors import InvalidArgument
+from rds_csi.routeros.commands import quote as client_quote
 from rds_csi.simulator.cli import FindItems, Interpreter, ItemRefs, SystemInfo, execute, parse, tokenize
 from rds_csi.simulator.format import human_bytes, print_block, quote
 from rds_csi.simulator.model import Model, Traffic
@@ -238,6 +239,12 @@ def test_monitor_traffic_without_once_is_refused(console: Interpreter) -> None:
 def test_escapes_decode_to_literal_text() -> None:
     tokens = tokenize(r'"a\"b\\c\$d\?e\_f\4A\n"')
     assert tokens[0].text == 'a"b\\c$d?e fJ\n'
+
+
+@pytest.mark.parametrize("value", ["é", "pvc-日本", 'a\\b"c', "tab\tnl\n"])
+def test_what_the_client_quotes_the_console_reads_back(value: str) -> None:
+    # The driver escapes non-ASCII as UTF-8 bytes (\C3\A9); the console must read bytes, not one char per escape.
+    assert tokenize(client_quote(value))[0].text == value
 
 
 def test_parse_find_and_refs() -> None:
