@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from rds_csi import DEFAULT_DRIVER_NAME
+from rds_csi.netaddr import is_host
 
 ENV_PREFIX = "RDS_CSI_"
 
@@ -285,7 +286,7 @@ def _base_path(raw: str) -> str:
 
 def _host(raw: str) -> str:
     host = raw.strip().strip("[]")
-    if host and not re.match(r"^[A-Za-z0-9.:-]+$", host):
+    if host and not is_host(host):
         raise ValueError(f"not a host name or IP address: {raw!r}")
     return host
 

@@ -13,6 +13,7 @@ from enum import StrEnum
 
 from rds_csi import errors
 from rds_csi.csi.proto import csi_pb2
+from rds_csi.netaddr import is_host
 from rds_csi.routeros.units import round_up_allocation
 
 GiB = 1 << 30
@@ -60,11 +61,6 @@ PROVISIONER_PREFIX = "csi.storage.k8s.io/"
 PVC_NAME_KEY = "csi.storage.k8s.io/pvc/name"
 PVC_NAMESPACE_KEY = "csi.storage.k8s.io/pvc/namespace"
 FSTYPE_KEY = "csi.storage.k8s.io/fstype"
-
-_HOST_RE = re.compile(
-    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
-)
-_IPV6_RE = re.compile(r"^[0-9A-Fa-f:.]{2,45}$")
 
 
 class AccessType(StrEnum):
@@ -198,7 +194,7 @@ def _bool_param(params: Mapping[str, str], key: str) -> bool:
 
 def _address_param(raw: str) -> str:
     host = raw.strip()
-    if not (_HOST_RE.match(host) or (":" in host and _IPV6_RE.match(host))):
+    if not is_host(host):
         raise errors.InvalidArgument(f"parameter {PARAM_NVME_ADDRESS}={raw!r}: not a host name or IP address")
     return host
 

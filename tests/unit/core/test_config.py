@@ -55,6 +55,7 @@ def test_environment_error_names_flag_and_variable() -> None:
         ("endpoint", "unix:///" + "a" * 120, "--endpoint"),
         ("endpoint", "unix:///a.sock,unix:///a.sock", "--endpoint"),
         ("grpc_workers", "many", "--grpc-workers"),
+        ("nvme_address", "-bad..host-", "--nvme-address"),  # would have failed every CreateVolume instead
         ("shutdown_timeout", "-1", "--shutdown-timeout"),
         ("metrics_address", "9809", "--metrics-address"),
         ("metrics_address", ":99999", "--metrics-address"),
