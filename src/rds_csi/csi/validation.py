@@ -12,6 +12,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from rds_csi import errors
+from rds_csi.attach.decisions import (
+    DEFAULT_MIGRATION_TIMEOUT,
+    MAX_MIGRATION_TIMEOUT,
+    MIGRATION_TIMEOUT_KEY,
+    MIN_MIGRATION_TIMEOUT,
+)
 from rds_csi.csi.proto import csi_pb2
 from rds_csi.netaddr import is_host
 from rds_csi.routeros.units import round_up_allocation
@@ -42,7 +48,7 @@ PARAM_NVME_PORT = "nvmePort"
 PARAM_CTRL_LOSS_TMO = "ctrlLossTmo"
 PARAM_RECONNECT_DELAY = "reconnectDelay"
 PARAM_KEEP_ALIVE_TMO = "keepAliveTmo"
-PARAM_MIGRATION_TIMEOUT = "migrationTimeoutSeconds"
+PARAM_MIGRATION_TIMEOUT = MIGRATION_TIMEOUT_KEY
 PARAM_FENCING = "fencing"
 KNOWN_PARAMS = frozenset(
     {
@@ -104,7 +110,7 @@ class ParameterDefaults:
     nvme_port: int = 4420
     ctrl_loss_tmo: int = -1
     reconnect_delay: int = 5
-    migration_timeout_seconds: int = 300
+    migration_timeout_seconds: int = int(DEFAULT_MIGRATION_TIMEOUT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +235,12 @@ def parse_parameters(params: Mapping[str, str], defaults: ParameterDefaults) -> 
         reconnect_delay=_int_param(params, PARAM_RECONNECT_DELAY, defaults.reconnect_delay, 1, 3600),
         keep_alive_tmo=None if keep_alive_raw is None else _int_param(params, PARAM_KEEP_ALIVE_TMO, 0, 1, 3600),
         migration_timeout_seconds=_int_param(
-            params, PARAM_MIGRATION_TIMEOUT, defaults.migration_timeout_seconds, 30, 3600
+            # A StorageClass out of range is refused (the volume_context reader clamps: a PV may be hand-edited).
+            params,
+            PARAM_MIGRATION_TIMEOUT,
+            defaults.migration_timeout_seconds,
+            int(MIN_MIGRATION_TIMEOUT),
+            int(MAX_MIGRATION_TIMEOUT),
         ),
         fencing=_bool_param(params, PARAM_FENCING),
         pvc_name=params.get(PVC_NAME_KEY),
