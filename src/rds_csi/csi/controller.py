@@ -37,7 +37,6 @@ from rds_csi.csi.validation import (
     validate_capabilities,
     validate_volume_name,
 )
-from rds_csi.routeros.units import round_up_allocation
 from rds_csi.routeros.volumes import SNAPSHOT_PREFIX, ContentSource, Snapshot, Volume, VolumeBackend
 
 _Cap = csi_pb2.ControllerServiceCapability.RPC.Type
@@ -147,15 +146,10 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
         validate_capabilities(request.volume_capabilities)
         params = parse_parameters(request.parameters, self._defaults)
         capacity_range = request.capacity_range if request.HasField("capacity_range") else None
-        size = allocation_bytes(capacity_range, self._limits)
+        size = allocation_bytes(capacity_range, self._limits)  # the request is checked before any backend call
         source = self._content_source(request)
         if source is not None:
-            source_size = self._backend.source_size(source)
-            if capacity_range is not None and capacity_range.limit_bytes and source_size > capacity_range.limit_bytes:
-                raise errors.OutOfRange(
-                    f"the source is {source_size} bytes, more than limit_bytes {capacity_range.limit_bytes}"
-                )
-            size = max(size, round_up_allocation(source_size))
+            size = allocation_bytes(capacity_range, self._limits, self._backend.source_size(source))
         volume = self._backend.create_volume(
             name,
             volume_path=params.volume_path,

@@ -248,8 +248,11 @@ def parse_parameters(params: Mapping[str, str], defaults: ParameterDefaults) -> 
     )
 
 
-def allocation_bytes(capacity_range: csi_pb2.CapacityRange | None, limits: CapacityLimits) -> int:
-    """The size to allocate: the request raised to the minimum and rounded UP to RouterOS's allocation unit.
+def allocation_bytes(
+    capacity_range: csi_pb2.CapacityRange | None, limits: CapacityLimits, source_bytes: int = 0
+) -> int:
+    """The size to allocate: the request raised to the minimum (and to the content source's size, which a copy
+    cannot shrink below) and rounded UP to RouterOS's allocation unit.
 
     OUT_OF_RANGE when no allocatable size satisfies both ``required_bytes`` and ``limit_bytes`` or the maximum.
     """
@@ -259,7 +262,9 @@ def allocation_bytes(capacity_range: csi_pb2.CapacityRange | None, limits: Capac
         raise errors.InvalidArgument("capacity_range: required_bytes and limit_bytes must not be negative")
     if limit and required > limit:
         raise errors.InvalidArgument(f"capacity_range: required_bytes {required} exceeds limit_bytes {limit}")
-    size = round_up_allocation(max(required, limits.minimum_bytes), "capacity_range.required_bytes")
+    if limit and source_bytes > limit:
+        raise errors.OutOfRange(f"the content source is {source_bytes} bytes, more than limit_bytes {limit}")
+    size = round_up_allocation(max(required, limits.minimum_bytes, source_bytes), "capacity_range.required_bytes")
     if limit and size > limit:
         raise errors.OutOfRange(
             f"capacity_range: the smallest allocatable size ({size} bytes: minimum {limits.minimum_bytes}, "

@@ -171,6 +171,14 @@ def test_required_above_limit_is_invalid_argument() -> None:
         allocation_bytes(rng(required=2 * GiB, limit=GiB), CapacityLimits())
 
 
+def test_a_content_source_raises_the_size_and_is_held_to_every_limit() -> None:
+    assert allocation_bytes(rng(required=GiB), CapacityLimits(), source_bytes=3 * GiB) == 3 * GiB
+    with pytest.raises(errors.OutOfRange, match="content source is"):
+        allocation_bytes(rng(limit=2 * GiB), CapacityLimits(), source_bytes=3 * GiB)
+    with pytest.raises(errors.OutOfRange, match="maximum volume size"):  # was not re-checked before
+        allocation_bytes(None, CapacityLimits(maximum_bytes=2 * GiB), source_bytes=3 * GiB)
+
+
 def test_existing_size_satisfies_compatible_requests_only() -> None:
     assert size_satisfies(2 * GiB, None)
     assert size_satisfies(2 * GiB, rng(required=GiB))
