@@ -57,11 +57,13 @@ def kube_settings(config: KubeConfig) -> KubeSettings | None:
 class ControllerParts:
     """Everything the controller service runs besides the gRPC servicer: backend, attachments, Kubernetes."""
 
-    def __init__(self, config: PluginConfig, metrics: Metrics, health: HealthRegistry, clock: Clock) -> None:
+    def __init__(
+        self, config: PluginConfig, metrics: Metrics, health: HealthRegistry, clock: Clock, kube: KubeApi | None
+    ) -> None:
+        """``kube`` is the plugin's one API client (None without one); the plugin closes it."""
         self.routeros = RouterOSBackend(config.routeros, metrics)
         health.register("routeros", self.routeros.client.check)
-        settings = kube_settings(config.kube)
-        self.kube = KubeApi(settings) if settings is not None else None
+        self.kube = kube
         self.events: EventRecorder | None = None
         events: EventSink
         nodes: NodeDirectory
@@ -144,20 +146,17 @@ class ControllerParts:
             self.sync.stop()
         if self.events is not None:
             self.events.stop(timeout=5.0)
-        if self.kube is not None:
-            self.kube.close()
         self.routeros.close()
 
 
 class NodeParts:
     """The node service: its identity for the kubelet, and the host NQN it reports for storage-side fencing."""
 
-    def __init__(self, config: PluginConfig) -> None:
+    def __init__(self, config: PluginConfig, kube: KubeApi | None) -> None:
         self._node_id = config.node_id
         self._host_nqn_file = Path(config.node.host_nqn_file)
         self._schedule = ReportSchedule(recheck_interval=config.node.host_nqn_recheck_interval)
-        settings = kube_settings(config.kube)
-        self.kube = KubeApi(settings) if settings is not None else None
+        self.kube = kube
         self.reporter: HostNqnReporter | None = None
         self.servicer = NodeServicer(config.node_id, config.node.max_volumes_per_node)
 
@@ -183,8 +182,6 @@ class NodeParts:
     def stop(self) -> None:
         if self.reporter is not None:
             self.reporter.stop()
-        if self.kube is not None:
-            self.kube.close()
 
 
 def _abandon_process(event: str, waited: float, status: int) -> NoReturn:
@@ -209,13 +206,16 @@ class Plugin:
             health=self.health,
         )
         registrations = [identity.register]
+        settings = kube_settings(config.kube)
+        # One API client for both services (--mode all): one token read, one connection pool.
+        self.kube = KubeApi(settings) if settings is not None else None
         self.controller: ControllerParts | None = None
         if config.mode.runs_controller:
-            self.controller = ControllerParts(config, self.metrics, self.health, clock or SystemClock())
+            self.controller = ControllerParts(config, self.metrics, self.health, clock or SystemClock(), self.kube)
             registrations.append(self.controller.servicer.register)
         self.node: NodeParts | None = None
         if config.mode.runs_node:
-            self.node = NodeParts(config)
+            self.node = NodeParts(config, self.kube)
             registrations.append(self.node.servicer.register)
         self.server = CsiServer(
             endpoints=config.endpoint,
@@ -267,6 +267,8 @@ class Plugin:
             self.controller.stop()
         if self.node is not None:
             self.node.stop()
+        if self.kube is not None:
+            self.kube.close()
 
     def _shutdown_watchdog(self, stopped: threading.Event, exit_grace: float = EXIT_GRACE) -> None:
         """A stop that hangs must not hang the pod until the kubelet's SIGKILL: say where it is stuck, then exit.
