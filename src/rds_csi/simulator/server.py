@@ -16,6 +16,7 @@ from types import FrameType, TracebackType
 from rds_csi.clock import Clock, SystemClock
 from rds_csi.errors import InvalidArgument
 from rds_csi.observability.logging import log_event
+from rds_csi.routeros.ssh import host_key_fingerprint
 from rds_csi.simulator.cli import SystemInfo
 from rds_csi.simulator.control import make_control_server
 from rds_csi.simulator.engine import Engine
@@ -25,7 +26,7 @@ from rds_csi.simulator.images import ImageStore
 from rds_csi.simulator.model import Model
 from rds_csi.simulator.nvmet import NvmetDataPlane
 from rds_csi.simulator.rest_server import make_rest_server
-from rds_csi.simulator.ssh_server import SshServer, fingerprint, load_host_key, read_authorized_keys
+from rds_csi.simulator.ssh_server import SshServer, load_host_key, read_authorized_keys
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +244,7 @@ class Simulator:
 
     @property
     def host_key_fingerprint(self) -> str:
-        return fingerprint(self._host_key)
+        return host_key_fingerprint(self._host_key)
 
 
 def run_forever(config: SimulatorConfig, *, on_ready: Callable[[Simulator], None] | None = None) -> None:

@@ -6,8 +6,6 @@ detection) are accepted and ignored, ``<N>w`` sets the console width used for wr
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import logging
 import re
@@ -65,12 +63,6 @@ def load_host_key(state_dir: Path) -> paramiko.Ed25519Key:
         tmp.chmod(0o600)
         tmp.replace(path)
     return paramiko.Ed25519Key(filename=str(path))
-
-
-def fingerprint(key: paramiko.PKey) -> str:
-    """OpenSSH's ``SHA256:...`` form, as ``ssh-keygen -lf`` prints it."""
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
 def read_authorized_keys(paths: Iterable[Path]) -> frozenset[tuple[str, str]]:
