@@ -74,9 +74,6 @@ class RestTransport:
             results.extend(self._send(request.with_id(item_id), timeout))
         return results
 
-    def check(self, timeout: float) -> None:
-        self._call("GET", "/rest/system/resource", None, None, timeout)
-
     def close(self) -> None:
         self._http.clear()
 

@@ -158,11 +158,6 @@ class SshPool:
             self._release(conn)
             return result
 
-    def check(self, timeout: float = 5.0) -> None:
-        """Health check: make sure one connection can be had (opening it if needed)."""
-        conn = self._acquire(self._clock.now() + timeout)
-        self._release(conn)
-
     def stats(self) -> tuple[int, int]:
         """(open connections, busy connections)."""
         with self._lock:
@@ -410,9 +405,6 @@ class SshTransport:
         if failure is not None or result.exit_status != 0:
             raise classify_failure(failure or output.strip() or f"exit status {result.exit_status}")
         return records_from_console(command, result.stdout)
-
-    def check(self, timeout: float) -> None:
-        self._pool.check(timeout)
 
     def pool_stats(self) -> tuple[int, int]:
         """(open, busy) connections."""
