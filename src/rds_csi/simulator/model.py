@@ -334,8 +334,7 @@ class Model:
             if "disabled" in params:
                 updated.disabled = parse_bool("disabled", params["disabled"])
             size = parse_size("file-size", params["file-size"]) if "file-size" in params else None
-            if size is not None:
-                self._check_resize(disk.file_name, size)
+            image = self._check_resize(disk.file_name, size) if size is not None else None
             if self._data_plane is not None:
                 self._data_plane.set_export(disk_id, self._export_of(updated))
                 if size is not None:
@@ -345,8 +344,9 @@ class Model:
                     except BaseException:
                         self._data_plane.set_export(disk_id, self._export_of(disk))
                         raise
-            if size is not None:
-                self._resize(disk.file_name, size)
+            if image is not None and size is not None:
+                image.size = size
+                image.last_modified = self._wall_clock()
             self._disks[disk_id] = updated
             self._save()
             return self._disk_record(updated)
@@ -515,11 +515,6 @@ class Model:
         if size - f.size > self.free:
             raise ResourceExhausted("not enough space")
         return f
-
-    def _resize(self, file_name: str, size: int) -> None:
-        f = self._check_resize(file_name, size)
-        f.size = size
-        f.last_modified = self._wall_clock()
 
     def _export_of(self, disk: SimDisk) -> Export | None:
         if not disk.nvme_tcp_export or disk.disabled:
