@@ -1,5 +1,5 @@
 """The simulator's data plane against the real kernel (inside the VM): the driver creates, grows, snapshots,
-clones, fences and deletes volumes over SSH, and an NVMe/TCP host sees exactly that on the wire."""
+restores and deletes volumes over SSH, and an NVMe/TCP host sees exactly that on the wire."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from rds_csi.csi.proto import csi_pb2
-from rds_csi.routeros.volumes import FENCE_CLOSED_NQN, VolumeBackend
 from rds_csi.simulator.nvmet import CONFIGFS_ROOT
 from tests.e2e.guest import fabrics
 from tests.support import RunningController, SimulatorAccess, start_controller, start_simulator
@@ -18,7 +17,6 @@ from tests.support import RunningController, SimulatorAccess, start_controller, 
 MIB = 1 << 20
 GIB = 1 << 30  # the controller's smallest volume; images are sparse, so size costs nothing
 HOST_A = "nqn.2014-08.org.nvmexpress:uuid:0f6c3d4e-0000-4000-8000-00000000000a"
-HOST_B = "nqn.2014-08.org.nvmexpress:uuid:0f6c3d4e-0000-4000-8000-00000000000b"
 PATTERN = b"rds-csi data plane " * 256
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
 
@@ -40,11 +38,6 @@ def ctl(sim: SimulatorAccess, short_tmp: Path) -> Iterator[RunningController]:
     running = start_controller(sim, "ssh", short_tmp / "ctl.sock")
     yield running
     running.stop()
-
-
-def volumes(ctl: RunningController) -> VolumeBackend:
-    assert ctl.plugin.controller is not None
-    return ctl.plugin.controller.volumes
 
 
 def block_cap() -> csi_pb2.VolumeCapability:
@@ -148,25 +141,6 @@ def test_snapshot_and_restore_carry_the_data(ctl: RunningController) -> None:
         assert read_at(connection.block_device(), 3 * MIB) == PATTERN
     finally:
         connection.disconnect()
-
-
-def test_fencing_admits_only_the_allowed_host(ctl: RunningController) -> None:
-    volume = create(ctl, "pvc-e2e-fenced")
-    backend = volumes(ctl)
-    backend.fence_init(volume.volume_id)
-    with pytest.raises(OSError):
-        attach(volume, HOST_A)  # closed: the marker NQN is the only allowed host
-    backend.fence_allow(volume.volume_id, HOST_A)
-    connection = attach(volume, HOST_A)
-    try:
-        with pytest.raises(OSError):
-            attach(volume, HOST_B)
-    finally:
-        connection.disconnect()
-    backend.fence_only(volume.volume_id, [])
-    with pytest.raises(OSError):
-        attach(volume, HOST_A)
-    assert backend.client.get_disk(volume.volume_id).allowed_hosts == (FENCE_CLOSED_NQN,)  # type: ignore[union-attr]
 
 
 def test_delete_withdraws_the_target(ctl: RunningController) -> None:
