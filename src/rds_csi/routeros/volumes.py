@@ -15,7 +15,7 @@ import logging
 import re
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -23,7 +23,7 @@ from rds_csi import errors
 from rds_csi.clock import Clock, SystemClock
 from rds_csi.observability.logging import log_event
 from rds_csi.routeros.client import RouterOSClient
-from rds_csi.routeros.models import Disk, FileEntry, PoolCapacity
+from rds_csi.routeros.models import Disk, PoolCapacity
 from rds_csi.routeros.names import RouterPath, backing_file_path, parse_router_path, validate_slot
 
 _log = logging.getLogger(__name__)
@@ -271,7 +271,9 @@ class VolumeBackend:
         return self._snapshot(disk) if disk is not None else None
 
     def list_snapshots(self) -> list[Snapshot]:
-        return sorted((self._snapshot(d) for d in self._snapshot_disks(SNAPSHOT_PREFIX)), key=lambda s: s.snapshot_id)
+        disks = self._snapshot_disks(SNAPSHOT_PREFIX)
+        times = self._file_times(disks)  # one /file listing per directory, not one per snapshot
+        return sorted((self._snapshot(d, times) for d in disks), key=lambda s: s.snapshot_id)
 
     def delete_snapshot(self, snapshot_id: str) -> None:
         if parse_snapshot_id(snapshot_id) is None:
@@ -290,18 +292,23 @@ class VolumeBackend:
     def _snapshot_disks(self, prefix: str) -> list[Disk]:
         return [d for d in self.client.list_disks(prefix) if parse_snapshot_id(d.slot) is not None]
 
-    def _snapshot(self, disk: Disk) -> Snapshot:
+    def _snapshot(self, disk: Disk, file_times: Mapping[str, datetime | None] | None = None) -> Snapshot:
+        """``file_times`` from ``_file_times`` when several snapshots are built at once; looked up otherwise."""
+        times = file_times if file_times is not None else self._file_times([disk])
         source = parse_snapshot_id(disk.slot) or ""
-        return Snapshot(disk.slot, source, _disk_bytes(disk), disk.file_path, self._file_time(disk))
+        created = times.get(parse_router_path(disk.file_path, "file_path").disk_path) if disk.file_path else None
+        return Snapshot(disk.slot, source, _disk_bytes(disk), disk.file_path, created)
 
-    def _file_time(self, disk: Disk) -> datetime | None:
-        if disk.file_path is None:
-            return None
-        path = parse_router_path(disk.file_path, "file_path")
-        entry: FileEntry | None = next(
-            (f for f in self.client.list_files(RouterPath(path.segments[:-1])) if f.name == path.file_name), None
-        )
-        return entry.last_modified if entry is not None else None
+    def _file_times(self, disks: Iterable[Disk]) -> dict[str, datetime | None]:
+        """Last-modified time of each disk's backing file, by file path: one listing per directory."""
+        paths = {parse_router_path(d.file_path, "file_path") for d in disks if d.file_path is not None}
+        times: dict[str, datetime | None] = {}
+        for directory in {RouterPath(p.segments[:-1]) for p in paths}:
+            listed = {f.name: f.last_modified for f in self.client.list_files(directory)}
+            for path in paths:
+                if path.segments[:-1] == directory.segments and path.file_name in listed:
+                    times[path.disk_path] = listed[path.file_name]
+        return times
 
     def _check_compatible(self, existing: Volume, source: ContentSource | None, size_ok: Callable[[int], bool]) -> None:
         if not size_ok(existing.capacity_bytes):

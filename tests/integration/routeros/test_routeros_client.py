@@ -16,10 +16,12 @@ import pytest
 
 from rds_csi import errors
 from rds_csi.routeros.client import RouterOSClient
-from rds_csi.routeros.names import backing_file_path, parse_router_path
+from rds_csi.routeros.models import FileEntry
+from rds_csi.routeros.names import RouterPath, backing_file_path, parse_router_path
 from rds_csi.routeros.rest import RestSettings, RestTransport
 from rds_csi.routeros.ssh import HostKeyMismatch, SshPool, SshSettings, SshTransport
 from rds_csi.routeros.transport import CommandOutcomeUnknown
+from rds_csi.routeros.volumes import VolumeBackend
 from rds_csi.simulator import FaultPlan, FaultRule, Simulator, SimulatorConfig
 from tests.support import (
     SIM_PASSWORD,
@@ -460,3 +462,23 @@ def test_recovery_listeners_fire_once_when_routeros_answers_again(client: Router
     client.get_disk(fresh_slot())
     client.get_disk(fresh_slot())
     assert recovered == [1]
+
+
+def test_listed_snapshots_carry_their_file_times_from_one_listing_per_directory(client: RouterOSClient) -> None:
+    volumes = VolumeBackend(client, base_path=BASE)
+    source = fresh_slot()
+    create(client, source)
+    made = [volumes.create_snapshot(f"snap-req-{source}-{i}", source) for i in range(3)]
+    listings = []
+    real_list_files = client.list_files
+
+    def counting_list_files(directory: RouterPath) -> list[FileEntry]:
+        listings.append(directory)
+        return real_list_files(directory)
+
+    client.list_files = counting_list_files  # type: ignore[method-assign]
+    listed = {s.snapshot_id: s for s in volumes.list_snapshots()}
+    assert listings and len(listings) == len(set(listings))  # each directory listed once, whatever the count
+    for snapshot in made:
+        assert listed[snapshot.snapshot_id].created_at is not None  # the file's time, not a made-up one
+        assert listed[snapshot.snapshot_id].created_at == volumes.get_snapshot(snapshot.snapshot_id).created_at  # type: ignore[union-attr]
