@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -66,12 +67,19 @@ class RestTransport:
         self._auth = urllib3.make_headers(basic_auth=f"{settings.username}:{settings.password}")
 
     def execute(self, command: Command, timeout: float) -> list[Record]:
+        """``timeout`` bounds the whole command: a lookup and its per-item requests share it."""
         request = to_rest(command)
         if request.lookup is None:
             return self._send(request, timeout)
+        deadline = time.monotonic() + timeout
         results: list[Record] = []
-        for item_id in request.lookup.item_ids(self._send(request.lookup, timeout)):
-            results.extend(self._send(request.with_id(item_id), timeout))
+        for index, item_id in enumerate(request.lookup.item_ids(self._send(request.lookup, timeout))):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                if index == 0:
+                    raise errors.Unavailable(f"RouterOS REST: no time left after the lookup ({timeout:g}s)")
+                raise CommandOutcomeUnknown(f"RouterOS REST: {index} item(s) changed, then no time left ({timeout:g}s)")
+            results.extend(self._send(request.with_id(item_id), remaining))
         return results
 
     def close(self) -> None:
