@@ -26,6 +26,7 @@ from rds_csi import errors
 from rds_csi._native import AccessKind, AttachmentTable, VolumeEntry
 from rds_csi.attach.decisions import (
     DEFAULT_GRACE_SECONDS,
+    DEFAULT_MIGRATION_TIMEOUT,
     Admit,
     AlreadyPublished,
     BlockerFacts,
@@ -79,6 +80,16 @@ class AttachmentFacts(Protocol):
     def node_exists(self, node_id: str) -> bool | None: ...
 
 
+class AttachmentJournal(Protocol):
+    """Where the attachments are kept across restarts when nothing else records them (no Kubernetes API).
+
+    ``save`` replaces everything with ``records`` and is durable when it returns; it raises ``Unavailable`` when it
+    cannot be, and the publish or unpublish that asked is then not answered OK.
+    """
+
+    def save(self, records: Iterable[VolumeAttachmentFact]) -> None: ...
+
+
 class EventSink(Protocol):
     """Posts a Kubernetes event on the volume's PVC; expected to enqueue and return (best effort)."""
 
@@ -112,7 +123,10 @@ class AttachmentManager:
         grace_seconds: float = DEFAULT_GRACE_SECONDS,
         strict_migration: bool = False,
         migration_allowed: MigrationAllowed | None = None,
+        journal: AttachmentJournal | None = None,
     ) -> None:
+        """``journal``: written before a publish is answered OK and after an unpublish. Without a Kubernetes API
+        nothing else changes who holds a volume (staleness is never proven), so those are all the writes needed."""
         if not (math.isfinite(grace_seconds) and grace_seconds >= 0):
             raise ValueError(f"grace_seconds must be a finite number >= 0, got {grace_seconds!r}")
         if strict_migration and migration_allowed is None:
@@ -125,6 +139,10 @@ class AttachmentManager:
         self._grace = float(grace_seconds)
         self._strict = strict_migration
         self._migration_allowed = migration_allowed
+        self._journal = journal
+        # Saves are serialized, and each takes its snapshot once it holds this lock, so the file never goes back
+        # to a state older than one already written.
+        self._journal_lock = threading.Lock()
         self._locks = tuple(threading.Lock() for _ in range(_LOCK_STRIPES))
         self._readonly: dict[tuple[str, str], bool] = {}
         self._unconfirmed: set[tuple[str, str]] = set()
@@ -156,6 +174,7 @@ class AttachmentManager:
                 events += self._apply(volume_id, entry, decision)
                 self._unpublished_at[volume_id, node_id] = now
             self._post(volume_id, events)
+            self._save()
             log_event(_log, "attach.unpublish", volume_id=volume_id, node_id=node_id, outcome=_outcome(decision))
 
     def published_nodes(self, volume_id: str) -> list[str]:
@@ -352,6 +371,7 @@ class AttachmentManager:
                     raise errors.Aborted(message)
                 case Incompatible(message=message):
                     raise errors.AlreadyExists(message)
+            self._save()  # also for a repeat: an earlier attempt may have failed to save
             return
         raise errors.Aborted(f"volume {volume_id} kept changing while the publish from {node_id} was decided; retry")
 
@@ -383,6 +403,40 @@ class AttachmentManager:
             return None
 
     # ---- commit ------------------------------------------------------------------------------------------------
+
+    def _save(self) -> None:
+        if self._journal is None:
+            return
+        with self._journal_lock:
+            self._journal.save(self._records())
+
+    def _records(self) -> list[VolumeAttachmentFact]:
+        """Every attachment as a fact ``plan_rebuild`` turns back into the same table (a migration's window
+        travels with its target)."""
+        records = []
+        for volume_id in self._table.volume_ids():
+            entry = self._table.get(volume_id)
+            if entry is None:
+                continue  # forgotten since the ids were listed
+            migration = entry.migration
+            for held in entry.nodes:
+                window = (
+                    migration.deadline - migration.started_at
+                    if migration is not None and migration.target == held.node_id
+                    else DEFAULT_MIGRATION_TIMEOUT
+                )
+                records.append(
+                    VolumeAttachmentFact(
+                        volume_id,
+                        held.node_id,
+                        held.attached_at,
+                        attached=(volume_id, held.node_id) not in self._unconfirmed,
+                        multi_node_block=entry.kind is AccessKind.MULTI_NODE_BLOCK,
+                        migration_timeout=window,
+                        readonly=self._readonly.get((volume_id, held.node_id)),
+                    )
+                )
+        return records
 
     def _unconfirmed_nodes(self, volume_id: str, entry: VolumeEntry | None) -> frozenset[str]:
         """The nodes of ``entry`` held only by an unattached VolumeAttachment (caller holds the volume's lock)."""
