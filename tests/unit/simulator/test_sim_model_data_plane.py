@@ -118,6 +118,14 @@ def test_copy_from_copies_the_real_content(plane: KernelStandIn) -> None:
     assert plane.images.path("storage-pool/metal-csi/pvc-b.img").read_bytes() == plane.images.path(IMAGE).read_bytes()
 
 
+def test_a_short_copy_cuts_the_real_image_too(plane: KernelStandIn) -> None:
+    model = make_model(plane)
+    add(model, "pvc-a")
+    params = {"type": "file", "slot": "pvc-b", "file-path": "/storage-pool/metal-csi/pvc-b.img", "copy-from": "pvc-a"}
+    model.add_disk(params, short_copy=True)
+    assert plane.images.size("storage-pool/metal-csi/pvc-b.img") == 32 * MIB
+
+
 def test_a_failed_export_leaves_no_disk_no_file_and_no_image(plane: KernelStandIn) -> None:
     model = make_model(plane)
     free, files = model.free, model.file_records()
