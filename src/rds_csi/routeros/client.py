@@ -20,6 +20,7 @@ from rds_csi.routeros.commands import (
     Command,
     build_disk_add,
     build_disk_get,
+    build_disk_get_with_nqn_holders,
     build_disk_list,
     build_disk_remove,
     build_disk_resize,
@@ -79,6 +80,14 @@ class RouterOSClient:
         if len(disks) > 1:
             raise errors.Internal(f"RouterOS lists {len(disks)} disks with slot {slot!r}")
         return disks[0] if disks else None
+
+    def get_disk_with_nqn_holders(self, slot: str) -> tuple[Disk | None, list[Disk]]:
+        """In one read: the disk in ``slot`` and the other disks already using the NQN a volume in ``slot`` gets."""
+        disks = [disk_from_properties(r) for r in self._execute("disk_get", build_disk_get_with_nqn_holders(slot))]
+        in_slot = [d for d in disks if d.slot == slot]
+        if len(in_slot) > 1:
+            raise errors.Internal(f"RouterOS lists {len(in_slot)} disks with slot {slot!r}")
+        return (in_slot[0] if in_slot else None), [d for d in disks if d.slot != slot]
 
     def list_disks(self, slot_prefix: str = "") -> list[Disk]:
         return [disk_from_properties(r) for r in self._execute("disk_list", build_disk_list(slot_prefix))]

@@ -113,7 +113,8 @@ class Command:
 
     ``menu`` is the menu path (``("disk",)``), ``verb`` the command, ``target`` the unnamed parameter
     (``monitor-traffic "x"``), ``find`` the item selector of ``set``/``remove``, ``where`` the filter of
-    ``print``, ``flags`` valueless words such as ``detail`` or ``once``.
+    ``print`` (every condition must hold; with ``where_any``, any one of them), ``flags`` valueless words such as
+    ``detail`` or ``once``.
     """
 
     menu: tuple[str, ...]
@@ -123,6 +124,7 @@ class Command:
     find: tuple[Condition, ...] = ()
     where: tuple[Condition, ...] = ()
     flags: tuple[str, ...] = ()
+    where_any: bool = False
 
     def __post_init__(self) -> None:
         if not self.menu:
@@ -138,6 +140,9 @@ class Command:
             raise InvalidArgument("only set and remove select items with [find]")
         if self.where and self.verb != "print":
             raise InvalidArgument("only print filters with where")
+        if self.where_any and not all(c.operator is Operator.EQUALS for c in self.where):
+            # The REST API's query words (what ``or`` maps to there) have no regex operator.
+            raise InvalidArgument("only equality conditions can be joined with or")
         if (self.target is not None) != (self.verb == "monitor-traffic"):
             raise InvalidArgument("exactly monitor-traffic takes an unnamed target")
 
@@ -170,14 +175,15 @@ def quote(value: str) -> str:
     return "".join(out)
 
 
-def _render_conditions(conditions: Iterable[Condition]) -> str:
-    return " and ".join(f"{c.key}{c.operator.value}{quote(c.value)}" for c in conditions)
+def _render_conditions(conditions: Iterable[Condition], joiner: str = "and") -> str:
+    return f" {joiner} ".join(f"{c.key}{c.operator.value}{quote(c.value)}" for c in conditions)
 
 
 def render_cli(cmd: Command) -> str:
     """Render ``cmd`` as exactly one console line (no newline), every value quoted.
 
-    Shape: ``/<menu> <verb> ["target"] [[find k="v"]] [flags] [name="value" ...] [where k="v" and k~"re"]``.
+    Shape: ``/<menu> <verb> ["target"] [[find k="v"]] [flags] [name="value" ...] [where k="v" and k~"re"]``
+    (``or`` instead of ``and`` with ``where_any``).
     """
     parts = ["/" + " ".join(cmd.menu), cmd.verb]
     if cmd.target is not None:
@@ -187,7 +193,7 @@ def render_cli(cmd: Command) -> str:
     parts.extend(cmd.flags)
     parts.extend(f"{a.name}={quote(a.text)}" for a in cmd.args)
     if cmd.where:
-        parts.append("where " + _render_conditions(cmd.where))
+        parts.append("where " + _render_conditions(cmd.where, "or" if cmd.where_any else "and"))
     return " ".join(parts)
 
 
@@ -199,9 +205,10 @@ class RestRequest:
     """One REST call, or the action half of a two-step plan.
 
     ``query`` holds URL query parameters (equality filters), ``body`` the JSON object (all values strings, as
-    RouterOS expects) or ``None`` for no body, ``client_filter`` conditions the transport applies to the returned
-    records (see :meth:`select`). When ``lookup`` is set the path contains :data:`ID_PLACEHOLDER`: run ``lookup``,
-    take :meth:`item_ids` of its records, and run :meth:`with_id` for each (none at all means nothing to do).
+    RouterOS expects) or ``None`` for no body, ``query_words`` the API query of a ``POST .../print`` (sent as
+    ``.query``), ``client_filter`` conditions the transport applies to the returned records (see :meth:`select`).
+    When ``lookup`` is set the path contains :data:`ID_PLACEHOLDER`: run ``lookup``, take :meth:`item_ids` of its
+    records, and run :meth:`with_id` for each (none at all means nothing to do).
     """
 
     method: str
@@ -210,6 +217,7 @@ class RestRequest:
     body: Pairs | None = None
     client_filter: tuple[Condition, ...] = ()
     lookup: RestRequest | None = None
+    query_words: tuple[str, ...] = ()
 
     @property
     def needs_id_lookup(self) -> bool:
@@ -220,8 +228,15 @@ class RestRequest:
         """The query as a dict for the HTTP client."""
         return dict(self.query)
 
-    def json_body(self) -> dict[str, str] | None:
+    @property
+    def is_read(self) -> bool:
+        """True if the request changes nothing on the router (a lost reply to it is safe to ask again)."""
+        return self.method == "GET" or self.path.endswith("/print")
+
+    def json_body(self) -> dict[str, str | list[str]] | None:
         """The JSON body as a dict, or ``None`` when the request has no body."""
+        if self.query_words:
+            return {".query": list(self.query_words)}
         return None if self.body is None else dict(self.body)
 
     def select(self, records: Sequence[RecordT]) -> list[RecordT]:
@@ -258,7 +273,8 @@ def _rest_lookup(base: str, conditions: tuple[Condition, ...]) -> RestRequest:
 def to_rest(cmd: Command) -> RestRequest:
     """Map ``cmd`` onto the REST API (``/rest/<menu path>``); pure data, the transport performs it.
 
-    ``print`` -> ``GET`` (filters as query + client filter), ``add`` -> ``PUT`` with the arguments as body,
+    ``print`` -> ``GET`` (filters as query + client filter; ``where_any`` -> ``POST <path>/print`` with the API
+    query words ``k=v ... #|``, so the router filters), ``add`` -> ``PUT`` with the arguments as body,
     ``set`` -> lookup + ``PATCH <path>/<.id>``, ``remove`` -> lookup + ``DELETE <path>/<.id>``,
     ``monitor-traffic`` -> ``POST <path>/monitor-traffic`` with ``numbers`` and the flags (``once``) as ``""``.
     The ``detail`` flag has no REST meaning: REST always returns every field.
@@ -266,6 +282,9 @@ def to_rest(cmd: Command) -> RestRequest:
     base = REST_ROOT + "/" + "/".join(cmd.menu)
     body = tuple((a.name, a.text) for a in cmd.args)
     match cmd.verb:
+        case "print" if cmd.where_any:
+            words = [f"{c.key}={c.value}" for c in cmd.where] + ["#|"] * (len(cmd.where) - 1)
+            return RestRequest("POST", f"{base}/print", query_words=tuple(words))
         case "print":
             return _rest_lookup(base, cmd.where)
         case "add":
@@ -341,6 +360,16 @@ def build_disk_add(
 def build_disk_get(slot: str) -> Command:
     """``/disk print detail where slot="<slot>"``: zero or one disk."""
     return Command(DISK_MENU, "print", where=_slot_is(validate_slot(slot)), flags=("detail",))
+
+
+def build_disk_get_with_nqn_holders(slot: str) -> Command:
+    """``/disk print detail where slot="<slot>" or nvme-tcp-server-nqn="<NQN of slot>"``: the disk in ``slot``
+    and every disk that already uses the NQN a volume in ``slot`` gets (:func:`nqn_for_volume`, lower-cased, so
+    slots differing only in case share it)."""
+    slot = validate_slot(slot)
+    nqn = Condition("nvme-tcp-server-nqn", Operator.EQUALS, nqn_for_volume(slot))
+    where = (Condition("slot", Operator.EQUALS, slot), nqn)
+    return Command(DISK_MENU, "print", where=where, flags=("detail",), where_any=True)
 
 
 def build_disk_list(slot_prefix: str = "") -> Command:

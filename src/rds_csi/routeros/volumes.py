@@ -139,14 +139,24 @@ class VolumeBackend:
         source: ContentSource | None = None,
         size_ok: Callable[[int], bool],
     ) -> Volume:
-        """Create the volume, or return it when an identical one exists (ALREADY_EXISTS when incompatible)."""
-        disk = self.client.get_disk(validate_slot(volume_id, "volume_id"))
+        """Create the volume, or return it when an identical one exists (ALREADY_EXISTS when incompatible).
+
+        A name whose NQN another disk already uses (names differing only in case share one, the NQN being the id
+        lower-cased) is ALREADY_EXISTS: a host connecting to that NQN could reach either disk.
+        """
+        disk, nqn_holders = self.client.get_disk_with_nqn_holders(validate_slot(volume_id, "volume_id"))
         if disk is not None:
             if not self._is_managed_volume(disk):
                 raise errors.AlreadyExists(f"slot {volume_id!r} exists on the RDS but is not a volume of this driver")
             existing = self._volume(disk)
             self._check_compatible(existing, source, size_ok)
             return existing
+        if nqn_holders:
+            holder = nqn_holders[0]
+            raise errors.AlreadyExists(
+                f"volume {volume_id!r} would share the NVMe subsystem NQN {holder.nqn} with the existing volume "
+                f"{holder.slot!r} (the NQN is the volume id lower-cased); refusing a second export of it"
+            )
         file_path = backing_file_path(self._confined_dir(volume_path).disk_path, volume_id)
         copy_from = self._source_file(source) if source is not None else None
         disk = self.client.create_disk(

@@ -14,6 +14,7 @@ from rds_csi.routeros.commands import (
     RestRequest,
     build_disk_add,
     build_disk_get,
+    build_disk_get_with_nqn_holders,
     build_disk_list,
     build_disk_remove,
     build_disk_resize,
@@ -111,6 +112,26 @@ def test_build_disk_add_invalid_inputs_name_their_field(overrides: dict[str, obj
 
 def test_build_disk_get_filters_by_slot_equality() -> None:
     assert render_cli(build_disk_get("pvc-1")) == '/disk print detail where slot="pvc-1"'
+
+
+def test_build_disk_get_with_nqn_holders_asks_for_the_slot_or_its_lower_cased_nqn() -> None:
+    assert render_cli(build_disk_get_with_nqn_holders("PVC-Case")) == (
+        '/disk print detail where slot="PVC-Case" or nvme-tcp-server-nqn="nqn.2000-02.com.mikrotik:pvc-case"'
+    )
+
+
+def test_to_rest_any_of_filter_is_a_print_with_api_query_words() -> None:
+    request = to_rest(build_disk_get_with_nqn_holders("PVC-Case"))
+    assert (request.method, request.path, request.is_read) == ("POST", "/rest/disk/print", True)
+    assert request.json_body() == {
+        ".query": ["slot=PVC-Case", "nvme-tcp-server-nqn=nqn.2000-02.com.mikrotik:pvc-case", "#|"]
+    }
+
+
+def test_only_equalities_can_be_joined_with_or() -> None:
+    regex = Condition("slot", Operator.MATCHES, "^pvc")
+    with pytest.raises(InvalidArgument, match="joined with or"):
+        Command(("disk",), "print", where=(regex, Condition("slot", Operator.EQUALS, "a")), where_any=True)
 
 
 def test_build_disk_list_filters_by_anchored_prefix_regex() -> None:

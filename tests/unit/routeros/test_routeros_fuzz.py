@@ -26,6 +26,7 @@ from rds_csi.routeros.commands import (
     Command,
     build_disk_add,
     build_disk_get,
+    build_disk_get_with_nqn_holders,
     build_disk_list,
     build_disk_remove,
     build_disk_resize,
@@ -131,6 +132,7 @@ class Parsed:
     flags: list[str] = field(default_factory=list)
     args: list[tuple[str, str]] = field(default_factory=list)
     where: list[tuple[str, str, str]] = field(default_factory=list)
+    joiners: set[str] = field(default_factory=set)
 
 
 class _Reader:
@@ -148,7 +150,7 @@ class _Reader:
         self.pos += 1
         return tok.text
 
-    def conditions(self, stop: str | None) -> list[tuple[str, str, str]]:
+    def conditions(self, stop: str | None, joiners: set[str] | None = None) -> list[tuple[str, str, str]]:
         out = []
         while True:
             key = self.take("word")
@@ -158,8 +160,10 @@ class _Reader:
             self.pos += 1
             out.append((key, op_tok.kind, self.take("string")))
             nxt = self.peek()
-            if nxt is not None and nxt == Tok("word", "and"):
+            if nxt is not None and (nxt == Tok("word", "and") or (joiners is not None and nxt == Tok("word", "or"))):
                 self.pos += 1
+                if joiners is not None:
+                    joiners.add(nxt.text)
                 continue
             if stop is not None:
                 self.take(stop)
@@ -187,7 +191,7 @@ def parse_line(line: str) -> Parsed:
     while (tok := reader.peek()) is not None:
         if tok == Tok("word", "where"):
             reader.pos += 1
-            parsed.where = reader.conditions(stop=None)
+            parsed.where = reader.conditions(stop=None, joiners=parsed.joiners)
         elif tok.kind == "word" and tok.text in FLAGS and not parsed.args:
             parsed.flags.append(reader.take("word"))
         else:
@@ -207,6 +211,7 @@ def assert_round_trips(cmd: Command) -> Parsed:
     assert parsed.flags == list(cmd.flags)
     assert parsed.args == [(a.name, a.text) for a in cmd.args]
     assert parsed.where == [(c.key, c.operator.value, c.value) for c in cmd.where]
+    assert parsed.joiners <= ({"or"} if cmd.where_any else {"and"})  # never a mix: no precedence to get wrong
     return parsed
 
 
@@ -282,6 +287,8 @@ def test_fuzz_build_disk_add(slot: str, size: int, port: int, source: str) -> No
 def test_fuzz_slot_builders_get_list_resize_remove_traffic(slot: str, prefix: str, size: int) -> None:
     if (cmd := check(lambda: build_disk_get(slot))) is not None:
         assert cmd.where[0].value == slot
+    if (cmd := check(lambda: build_disk_get_with_nqn_holders(slot))) is not None:
+        assert [c.value for c in cmd.where] == [slot, "nqn.2000-02.com.mikrotik:" + slot.lower()]
     if (cmd := check(lambda: build_disk_list(prefix))) is not None:
         assert cmd.where[0].value == "^" + prefix
     if (cmd := check(lambda: build_disk_resize(slot, size))) is not None:

@@ -1,0 +1,113 @@
+"""Data safety of volumes on the RDS (issue 10): no shared NQN, no success read from unreadable output, no orphan
+left by a failed delete, creates from a source that converge, copies proven whole. Real gRPC over a unix socket,
+the simulator over real SSH and REST, faults injected into the simulator, what it received read from its log."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from rds_csi.csi.proto import csi_pb2
+from rds_csi.simulator import FaultRule, LoggedCommand
+from tests.support import RunningController, SimulatorAccess, start_controller, start_simulator
+
+GiB = 1 << 30
+NQN_PREFIX = "nqn.2000-02.com.mikrotik:"
+Mode = csi_pb2.VolumeCapability.AccessMode.Mode
+
+
+def create_request(name: str, size: int = GiB) -> csi_pb2.CreateVolumeRequest:
+    capability = csi_pb2.VolumeCapability(
+        access_mode=csi_pb2.VolumeCapability.AccessMode(mode=Mode.SINGLE_NODE_WRITER),
+        mount=csi_pb2.VolumeCapability.MountVolume(fs_type="ext4"),
+    )
+    return csi_pb2.CreateVolumeRequest(
+        name=name, volume_capabilities=[capability], capacity_range=csi_pb2.CapacityRange(required_bytes=size)
+    )
+
+
+@pytest.fixture(scope="module")
+def workdir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="rds-safety-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def sim(workdir: Path) -> Iterator[SimulatorAccess]:
+    access = start_simulator(workdir)
+    yield access
+    access.simulator.stop()
+
+
+@pytest.fixture(scope="module", params=["ssh", "rest"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def ctl(backend: str, sim: SimulatorAccess, workdir: Path) -> Iterator[RunningController]:
+    running = start_controller(sim, backend, workdir / f"{backend}.sock", routeros_command_timeout="2")
+    yield running
+    running.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_faults(sim: SimulatorAccess) -> Iterator[None]:
+    sim.simulator.faults.clear_rules()
+    sim.simulator.commands.clear()
+    yield
+    sim.simulator.faults.clear_rules()
+
+
+def fault(sim: SimulatorAccess, **rule: object) -> None:
+    sim.simulator.faults.add_rule(FaultRule(**rule))  # type: ignore[arg-type]
+
+
+def received(sim: SimulatorAccess, backend: str) -> list[LoggedCommand]:
+    return [c for c in sim.simulator.commands.entries() if c.transport == backend]
+
+
+def disks(sim: SimulatorAccess) -> dict[str, dict[str, object]]:
+    return {str(r["slot"]): r for r in sim.simulator.model.disk_records() if r["type"] == "file"}
+
+
+def files(sim: SimulatorAccess) -> set[str]:
+    return {str(r["name"]) for r in sim.simulator.model.file_records() if r["type"] != "directory"}
+
+
+def delete(ctl: RunningController, volume_id: str) -> None:
+    ctl.controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume_id), timeout=30)
+
+
+def rpc_error(call: object) -> grpc.RpcError:
+    """Run ``call`` (a zero-argument callable) and return the gRPC error it must raise."""
+    with pytest.raises(grpc.RpcError) as failed:
+        call()  # type: ignore[operator]
+    return failed.value
+
+
+# ---- finding 3: two volumes, one NQN ----------------------------------------------------------------------------
+
+
+def test_a_name_differing_only_in_case_is_already_exists_and_never_a_second_export(
+    ctl: RunningController, sim: SimulatorAccess, backend: str
+) -> None:
+    ctl.controller.CreateVolume(create_request("pvc-case"), timeout=30)
+    try:
+        assert [c.op for c in received(sim, backend)] == ["print", "add", "print"]  # one read decides a create
+        sim.simulator.commands.clear()
+        refused = rpc_error(lambda: ctl.controller.CreateVolume(create_request("PVC-CASE"), timeout=30))
+        assert refused.code() == grpc.StatusCode.ALREADY_EXISTS
+        assert "'pvc-case'" in (refused.details() or "")
+        assert [(c.menu, c.op) for c in received(sim, backend)] == [("disk", "print")]  # one read, nothing changed
+        assert [d["nvme-tcp-server-nqn"] for d in disks(sim).values()].count(NQN_PREFIX + "pvc-case") == 1
+        assert "PVC-CASE" not in disks(sim)
+    finally:
+        delete(ctl, "pvc-case")
+        delete(ctl, "PVC-CASE")
