@@ -26,6 +26,7 @@ from rds_csi.routeros.commands import (
     build_disk_resize,
     build_disk_set_allowed_hosts,
     build_disk_traffic,
+    build_file_get,
     build_file_list,
     build_file_remove,
     build_health,
@@ -92,6 +93,12 @@ class RouterOSClient:
     def list_disks(self, slot_prefix: str = "") -> list[Disk]:
         return [disk_from_properties(r) for r in self._execute("disk_list", build_disk_list(slot_prefix))]
 
+    def get_file(self, path: RouterPath) -> FileEntry | None:
+        files = [file_from_properties(r) for r in self._execute("file_get", build_file_get(path))]
+        if len(files) > 1:
+            raise errors.Internal(f"RouterOS lists {len(files)} files named {path.file_name!r}")
+        return files[0] if files else None
+
     def list_files(self, directory: RouterPath) -> list[FileEntry]:
         return [file_from_properties(r) for r in self._execute("file_list", build_file_list(directory))]
 
@@ -154,11 +161,16 @@ class RouterOSClient:
         return disk
 
     def resize_disk(self, slot: str, size_bytes: int) -> Disk:
-        """Grow the backing file; returns the disk as listed afterwards."""
+        """Grow the backing file; returns the disk as listed afterwards, which proves it is at least that large."""
         self._idempotent("disk_resize", build_disk_resize(slot, size_bytes))
         disk = self.get_disk(slot)
         if disk is None:
             raise errors.NotFound(f"disk {slot!r} vanished while being resized")
+        if disk.capacity_bytes < size_bytes:
+            raise errors.Internal(
+                f"RouterOS accepted growing disk {slot!r} to {size_bytes} bytes, "
+                f"but lists it with {disk.capacity_bytes} bytes"
+            )
         return disk
 
     def set_allowed_hosts(self, slot: str, host_nqns: Iterable[str]) -> None:

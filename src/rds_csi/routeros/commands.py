@@ -409,6 +409,12 @@ def build_file_remove(path: RouterPath) -> Command:
     return Command(FILE_MENU, "remove", find=(Condition("name", Operator.EQUALS, name),))
 
 
+def build_file_get(path: RouterPath) -> Command:
+    """``/file print detail where name="<path without leading slash>"``: zero or one file."""
+    name = _require_path(path, "path").file_name
+    return Command(FILE_MENU, "print", where=(Condition("name", Operator.EQUALS, name),), flags=("detail",))
+
+
 def build_file_list(directory: RouterPath) -> Command:
     """``/file print detail where name~"^<directory>/"``: everything below ``directory`` (not itself)."""
     regex = _prefix_regex(_require_path(directory, "directory").file_name + "/")

@@ -123,4 +123,8 @@ class RestTransport:
         try:
             return json.loads(text)
         except ValueError as exc:
-            raise errors.Internal(f"RouterOS REST {method} {path} answered non-JSON: {text[:200]!r}") from exc
+            message = f"RouterOS REST {method} {path} answered non-JSON: {text[:200]!r}"
+            if request.is_read:
+                raise errors.Internal(message) from exc
+            # An answer to a change that we cannot read says nothing about whether the change happened.
+            raise CommandOutcomeUnknown(message) from exc

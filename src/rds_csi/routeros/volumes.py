@@ -91,11 +91,6 @@ def is_volume_slot(slot: str) -> bool:
     return not slot.startswith(SNAPSHOT_PREFIX)
 
 
-def _disk_bytes(disk: Disk) -> int:
-    # ``size`` is exact; ``file-size`` is printed rounded (50.0GiB) on the console, so it is only a fallback.
-    return disk.size_bytes or disk.file_size_bytes or 0
-
-
 class VolumeBackend:
     """Volume-level operations for the controller. Callers serialize per volume / snapshot name."""
 
@@ -165,21 +160,19 @@ class VolumeBackend:
         if source is not None:
             self._sources[volume_id] = source
         log_event(
-            _log, "volume.created", volume_id=volume_id, size=_disk_bytes(disk),
+            _log, "volume.created", volume_id=volume_id, size=disk.capacity_bytes,
             source=f"{source.kind}:{source.source_id}" if source else "-",
         )  # fmt: skip
         return self._volume(disk)
 
     def delete_volume(self, volume_id: str) -> None:
-        """Remove the disk and its backing file; a volume that is already gone is fine."""
+        """Remove the disk and its backing file; a volume that is already gone is fine. Done only once a re-read
+        shows both gone: ``remove [find ...]`` that matches nothing also answers success."""
         disk = self.client.get_disk(validate_slot(volume_id, "volume_id"))
         if disk is not None and not self._is_managed_volume(disk):
             raise errors.FailedPrecondition(f"slot {volume_id!r} is not a volume of this driver; refusing to delete")
-        file_path = self._backing_file(disk) if disk is not None else None
         if disk is not None:
-            self.client.remove_disk(volume_id)
-        if file_path is not None:
-            self.client.remove_file(file_path)
+            self._remove_disk_and_file(disk)
         self._sources.pop(volume_id, None)
         log_event(_log, "volume.deleted", volume_id=volume_id, existed=disk is not None)
 
@@ -191,7 +184,7 @@ class VolumeBackend:
         if volume.capacity_bytes >= size_bytes:
             return volume
         disk = self.client.resize_disk(volume_id, size_bytes)
-        log_event(_log, "volume.expanded", volume_id=volume_id, size=_disk_bytes(disk))
+        log_event(_log, "volume.expanded", volume_id=volume_id, size=disk.capacity_bytes)
         return self._volume(disk)
 
     # ---- storage-side fencing -----------------------------------------------------------------------------------
@@ -291,13 +284,21 @@ class VolumeBackend:
         disk = self.client.get_disk(snapshot_id)
         if disk is None:
             return
-        file_path = self._backing_file(disk)
-        self.client.remove_disk(snapshot_id)
-        if file_path is not None:
-            self.client.remove_file(file_path)
+        self._remove_disk_and_file(disk)
         log_event(_log, "snapshot.deleted", snapshot_id=snapshot_id)
 
     # ---- helpers ------------------------------------------------------------------------------------------------
+
+    def _remove_disk_and_file(self, disk: Disk) -> None:
+        """Remove ``disk`` and then its backing file, and prove by reading back that both are gone."""
+        file_path = self._backing_file(disk)
+        self.client.remove_disk(disk.slot)
+        if file_path is not None:
+            self.client.remove_file(file_path)
+        if self.client.get_disk(disk.slot) is not None:
+            raise errors.Internal(f"RouterOS answered /disk remove of {disk.slot!r} but still lists the disk")
+        if file_path is not None and self.client.get_file(file_path) is not None:
+            raise errors.Internal(f"RouterOS answered /file remove of {file_path} but still lists the file")
 
     def _snapshot_disks(self, prefix: str) -> list[Disk]:
         return [d for d in self.client.list_disks(prefix) if parse_snapshot_id(d.slot) is not None]
@@ -307,7 +308,7 @@ class VolumeBackend:
         times = file_times if file_times is not None else self._file_times([disk])
         source = parse_snapshot_id(disk.slot) or ""
         created = times.get(parse_router_path(disk.file_path, "file_path").disk_path) if disk.file_path else None
-        return Snapshot(disk.slot, source, _disk_bytes(disk), disk.file_path, created)
+        return Snapshot(disk.slot, source, disk.capacity_bytes, disk.file_path, created)
 
     def _file_times(self, disks: Iterable[Disk]) -> dict[str, datetime | None]:
         """Last-modified time of each disk's backing file, by file path: one listing per directory."""
@@ -362,7 +363,7 @@ class VolumeBackend:
         return self.base.contains(path) and path.segments[-1] == f"{disk.slot}.img"
 
     def _volume(self, disk: Disk) -> Volume:
-        return Volume(disk.slot, _disk_bytes(disk), disk.file_path, disk.nqn, disk.port, disk.nvme_export)
+        return Volume(disk.slot, disk.capacity_bytes, disk.file_path, disk.nqn, disk.port, disk.nvme_export)
 
     def _backing_file(self, disk: Disk) -> RouterPath | None:
         if disk.file_path is None:

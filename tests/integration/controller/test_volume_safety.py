@@ -111,3 +111,49 @@ def test_a_name_differing_only_in_case_is_already_exists_and_never_a_second_expo
     finally:
         delete(ctl, "pvc-case")
         delete(ctl, "PVC-CASE")
+
+
+# ---- finding 4: output that is not a success is never taken for one ----------------------------------------------
+
+IMAGE = "storage-pool/metal-csi/{}.img"
+
+
+@pytest.mark.parametrize("kind", ["garbage", "ignore"])
+def test_a_delete_is_ok_only_once_the_disk_and_its_file_are_gone(
+    ctl: RunningController, sim: SimulatorAccess, kind: str
+) -> None:
+    name = f"pvc-del-{kind}"
+    ctl.controller.CreateVolume(create_request(name), timeout=30)
+    try:
+        fault(sim, op="remove", kind=kind)  # every remove answers unreadably, or "succeeds" doing nothing
+        failed = rpc_error(lambda: delete(ctl, name))
+        assert failed.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL)
+        assert name in disks(sim)
+        assert IMAGE.format(name) in files(sim)
+    finally:
+        sim.simulator.faults.clear_rules()
+        delete(ctl, name)
+    assert name not in disks(sim)
+    assert IMAGE.format(name) not in files(sim)
+
+
+@pytest.mark.parametrize("kind", ["garbage", "ignore"])
+def test_an_expand_is_ok_only_when_the_disk_reads_back_at_the_size_asked_for(
+    ctl: RunningController, sim: SimulatorAccess, kind: str
+) -> None:
+    name = f"pvc-grow-{kind}"
+    ctl.controller.CreateVolume(create_request(name), timeout=30)
+    expand = csi_pb2.ControllerExpandVolumeRequest(
+        volume_id=name, capacity_range=csi_pb2.CapacityRange(required_bytes=3 * GiB)
+    )
+    try:
+        fault(sim, op="set", kind=kind)
+        failed = rpc_error(lambda: ctl.controller.ControllerExpandVolume(expand, timeout=30))
+        assert failed.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL)
+        if kind == "ignore":
+            assert f"to {3 * GiB} bytes, but lists it with {GiB} bytes" in (failed.details() or "")
+        sim.simulator.faults.clear_rules()
+        assert ctl.controller.ControllerExpandVolume(expand, timeout=30).capacity_bytes == 3 * GiB
+    finally:
+        sim.simulator.faults.clear_rules()
+        delete(ctl, name)
