@@ -19,6 +19,7 @@ from rds_csi.observability.metrics import Metrics
 from rds_csi.routeros.commands import (
     Command,
     build_disk_add,
+    build_disk_backed_by,
     build_disk_get,
     build_disk_get_with_nqn_holders,
     build_disk_list,
@@ -26,6 +27,7 @@ from rds_csi.routeros.commands import (
     build_disk_resize,
     build_disk_set_allowed_hosts,
     build_disk_traffic,
+    build_file_find,
     build_file_get,
     build_file_list,
     build_file_remove,
@@ -98,6 +100,17 @@ class RouterOSClient:
         if len(files) > 1:
             raise errors.Internal(f"RouterOS lists {len(files)} files named {path.file_name!r}")
         return files[0] if files else None
+
+    def find_files(self, directory: RouterPath, file_name: str) -> list[FileEntry]:
+        """Every file called ``file_name`` in ``directory`` or below it."""
+        return [file_from_properties(r) for r in self._execute("file_find", build_file_find(directory, file_name))]
+
+    def disks_backed_by(self, paths: Iterable[RouterPath]) -> list[Disk]:
+        """The disks whose backing file is one of ``paths`` (none asked: none, without a command)."""
+        wanted = list(paths)
+        if not wanted:
+            return []
+        return [disk_from_properties(r) for r in self._execute("disk_find", build_disk_backed_by(wanted))]
 
     def list_files(self, directory: RouterPath) -> list[FileEntry]:
         return [file_from_properties(r) for r in self._execute("file_list", build_file_list(directory))]

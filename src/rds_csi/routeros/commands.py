@@ -34,6 +34,7 @@ from rds_csi.routeros.names import (
     parse_router_path,
     validate_host_nqns,
     validate_item_id,
+    validate_path_segment,
     validate_port,
     validate_slot,
     validate_slot_prefix,
@@ -309,9 +310,13 @@ def _slot_is(slot: str) -> tuple[Condition, ...]:
     return (Condition("slot", Operator.EQUALS, slot),)
 
 
-def _prefix_regex(prefix: str) -> str:
+def _literal(text: str) -> str:
     # Validated names and paths use only [A-Za-z0-9._/-]; of those only '.' means anything to a regex.
-    return "^" + prefix.replace(".", "[.]")
+    return text.replace(".", "[.]")
+
+
+def _prefix_regex(prefix: str) -> str:
+    return "^" + _literal(prefix)
 
 
 def build_disk_add(
@@ -413,6 +418,22 @@ def build_file_get(path: RouterPath) -> Command:
     """``/file print detail where name="<path without leading slash>"``: zero or one file."""
     name = _require_path(path, "path").file_name
     return Command(FILE_MENU, "print", where=(Condition("name", Operator.EQUALS, name),), flags=("detail",))
+
+
+def build_file_find(directory: RouterPath, file_name: str) -> Command:
+    """``/file print detail where name~"^<directory>/(.+/)?<file name>$"``: every file called ``file_name`` in
+    ``directory`` or any directory below it."""
+    name = validate_path_segment(file_name, "file_name")
+    regex = _prefix_regex(_require_path(directory, "directory").file_name + "/") + "(.+/)?" + _literal(name) + "$"
+    return Command(FILE_MENU, "print", where=(Condition("name", Operator.MATCHES, regex),), flags=("detail",))
+
+
+def build_disk_backed_by(paths: Iterable[RouterPath]) -> Command:
+    """``/disk print detail where file-path="<path>" or ...``: the disks whose backing file is one of ``paths``."""
+    where = tuple(Condition("file-path", Operator.EQUALS, _require_path(p, "path").disk_path) for p in paths)
+    if not where:
+        raise InvalidArgument("paths must name at least one file")
+    return Command(DISK_MENU, "print", where=where, flags=("detail",), where_any=True)
 
 
 def build_file_list(directory: RouterPath) -> Command:

@@ -154,8 +154,11 @@ class VolumeBackend:
             )
         file_path = backing_file_path(self._confined_dir(volume_path).disk_path, volume_id)
         copy_from = self._source_file(source) if source is not None else None
-        disk = self.client.create_disk(
-            slot=volume_id, file_path=file_path, size_bytes=size_bytes, port=port, copy_from=copy_from
+        disk = self._add_over_leftover(
+            file_path,
+            lambda: self.client.create_disk(
+                slot=volume_id, file_path=file_path, size_bytes=size_bytes, port=port, copy_from=copy_from
+            ),
         )
         if source is not None:
             self._sources[volume_id] = source
@@ -166,13 +169,16 @@ class VolumeBackend:
         return self._volume(disk)
 
     def delete_volume(self, volume_id: str) -> None:
-        """Remove the disk and its backing file; a volume that is already gone is fine. Done only once a re-read
-        shows both gone: ``remove [find ...]`` that matches nothing also answers success."""
+        """Remove the disk and its backing file; a volume that is already gone is fine, once no backing file of it
+        is left either. Done only once a re-read shows both gone: ``remove [find ...]`` that matches nothing also
+        answers success."""
         disk = self.client.get_disk(validate_slot(volume_id, "volume_id"))
         if disk is not None and not self._is_managed_volume(disk):
             raise errors.FailedPrecondition(f"slot {volume_id!r} is not a volume of this driver; refusing to delete")
         if disk is not None:
             self._remove_disk_and_file(disk)
+        elif is_volume_slot(volume_id):
+            self._remove_leftover_files(volume_id)  # a retry after /file remove failed, or after a crash
         self._sources.pop(volume_id, None)
         log_event(_log, "volume.deleted", volume_id=volume_id, existed=disk is not None)
 
@@ -255,14 +261,17 @@ class VolumeBackend:
         source_file = parse_router_path(source.file_path, "file_path") if source.file_path else None
         if source_file is None:
             raise errors.FailedPrecondition(f"source volume {source_volume_id!r} has no backing file")
-        directory = RouterPath(source_file.segments[:-1])
-        disk = self.client.create_disk(
-            slot=snapshot_id,
-            file_path=directory.child(snapshot_id + ".img"),
-            size_bytes=source.capacity_bytes,
-            port=None,
-            copy_from=source_file,
-            export=False,
+        file_path = RouterPath(source_file.segments[:-1]).child(snapshot_id + ".img")
+        disk = self._add_over_leftover(
+            file_path,
+            lambda: self.client.create_disk(
+                slot=snapshot_id,
+                file_path=file_path,
+                size_bytes=source.capacity_bytes,
+                port=None,
+                copy_from=source_file,
+                export=False,
+            ),
         )
         log_event(_log, "snapshot.created", snapshot_id=snapshot_id, source=source_volume_id)
         return self._snapshot(disk)
@@ -283,11 +292,53 @@ class VolumeBackend:
             return  # not an id we ever issued: nothing of ours can exist under it
         disk = self.client.get_disk(snapshot_id)
         if disk is None:
+            self._remove_leftover_files(snapshot_id)
             return
         self._remove_disk_and_file(disk)
         log_event(_log, "snapshot.deleted", snapshot_id=snapshot_id)
 
     # ---- helpers ------------------------------------------------------------------------------------------------
+
+    # Leftover backing files. ``/disk remove`` keeps the image; a ``/file remove`` that failed, or a controller
+    # killed in between, leaves ``<slot>.img`` under the base path with no disk. That name at that place is, by the
+    # naming contract, the backing file of slot ``<slot>`` and of nothing else, so the driver may remove it --
+    # but never while any disk references it. A create over such a file removes it rather than adopting it:
+    # adopting would hand the new volume the deleted one's data (the node formats only a device without a
+    # filesystem, so it would mount the old one), at whatever size and from whatever source that one had.
+
+    def _add_over_leftover(self, file_path: RouterPath, add: Callable[[], Disk]) -> Disk:
+        """Run ``add`` (a ``/disk add`` of ``file_path``); if a leftover backing file is in its way, remove the
+        file and add once more."""
+        try:
+            return add()
+        except errors.AlreadyExists:
+            if self.client.get_file(file_path) is None:
+                raise  # something else exists
+            holders = self.client.disks_backed_by([file_path])
+            if holders:
+                raise errors.AlreadyExists(f"backing file {file_path} is in use by disk {holders[0].slot!r}") from None
+            self.client.remove_file(file_path)
+            log_event(_log, "volume.leftover_file_removed", logging.WARNING, path=file_path.disk_path)
+        return add()
+
+    def _remove_leftover_files(self, slot: str) -> None:
+        """Remove every ``<slot>.img`` under the base path that no disk references, and prove them gone."""
+        found = self.client.find_files(self.base, f"{slot}.img")
+        leftovers = [parse_router_path(f.name, "file name") for f in found if not f.is_directory]
+        if not leftovers:
+            return
+        in_use = {d.file_path: d.slot for d in self.client.disks_backed_by(leftovers)}
+        removed = []
+        for path in leftovers:
+            if path.disk_path in in_use:
+                log_event(_log, "volume.leftover_file_in_use", path=path.disk_path, disk=in_use[path.disk_path])
+                continue
+            self.client.remove_file(path)
+            removed.append(path)
+            log_event(_log, "volume.leftover_file_removed", logging.WARNING, path=path.disk_path)
+        still = {f.name for f in self.client.find_files(self.base, f"{slot}.img")} & {p.file_name for p in removed}
+        if still:
+            raise errors.Internal(f"RouterOS answered /file remove but still lists {', '.join(sorted(still))}")
 
     def _remove_disk_and_file(self, disk: Disk) -> None:
         """Remove ``disk`` and then its backing file, and prove by reading back that both are gone."""

@@ -157,3 +157,53 @@ def test_an_expand_is_ok_only_when_the_disk_reads_back_at_the_size_asked_for(
     finally:
         sim.simulator.faults.clear_rules()
         delete(ctl, name)
+
+
+# ---- finding 5: a failed or interrupted delete leaves nothing that blocks the name ----------------------------
+
+
+def test_a_delete_retry_removes_the_file_a_failed_file_remove_left(
+    ctl: RunningController, sim: SimulatorAccess
+) -> None:
+    ctl.controller.CreateVolume(create_request("pvc-half-deleted"), timeout=30)
+    image = IMAGE.format("pvc-half-deleted")
+    fault(sim, op="remove", menu="file", kind="error", message="file is locked")
+    try:
+        assert rpc_error(lambda: delete(ctl, "pvc-half-deleted")).code() == grpc.StatusCode.INTERNAL
+        assert "pvc-half-deleted" not in disks(sim)  # /disk remove went through...
+        assert image in files(sim)  # ...the file stayed
+    finally:
+        sim.simulator.faults.clear_rules()
+    delete(ctl, "pvc-half-deleted")
+    assert image not in files(sim)
+
+
+def test_a_create_over_the_file_a_killed_delete_left_starts_empty(ctl: RunningController, sim: SimulatorAccess) -> None:
+    name = "pvc-reborn"
+    model = sim.simulator.model
+    ctl.controller.CreateVolume(create_request(name), timeout=30)
+    model.write(IMAGE.format(name), 512 << 20)  # the old volume held data
+    model.remove_disk(model.disk_id(name))  # the controller was killed between /disk remove and /file remove
+    try:
+        volume = ctl.controller.CreateVolume(create_request(name, 2 * GiB), timeout=30).volume
+        assert volume.capacity_bytes == 2 * GiB
+        assert model.allocated(IMAGE.format(name)) < 1 << 20  # a new sparse image, not the old data
+    finally:
+        delete(ctl, name)
+    assert IMAGE.format(name) not in files(sim)
+
+
+def test_a_file_another_disk_uses_is_never_removed(ctl: RunningController, sim: SimulatorAccess) -> None:
+    model = sim.simulator.model
+    image = IMAGE.format("pvc-taken")
+    model.add_disk({"type": "file", "slot": "foreign", "file-path": "/" + image, "file-size": "1G"})
+    try:
+        refused = rpc_error(lambda: ctl.controller.CreateVolume(create_request("pvc-taken"), timeout=30))
+        assert refused.code() == grpc.StatusCode.ALREADY_EXISTS
+        assert "'foreign'" in (refused.details() or "")
+        delete(ctl, "pvc-taken")  # no volume of that name: done, and the other disk's file stays
+        assert image in files(sim)
+        assert "foreign" in disks(sim)
+    finally:
+        model.remove_disk(model.disk_id("foreign"))
+        model.remove_file(model.file_id(image))

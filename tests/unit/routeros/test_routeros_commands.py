@@ -13,6 +13,7 @@ from rds_csi.routeros.commands import (
     Operator,
     RestRequest,
     build_disk_add,
+    build_disk_backed_by,
     build_disk_get,
     build_disk_get_with_nqn_holders,
     build_disk_list,
@@ -20,6 +21,8 @@ from rds_csi.routeros.commands import (
     build_disk_resize,
     build_disk_set_allowed_hosts,
     build_disk_traffic,
+    build_file_find,
+    build_file_get,
     build_file_list,
     build_file_remove,
     build_health,
@@ -172,6 +175,39 @@ def test_build_file_remove_uses_name_without_leading_slash() -> None:
 def test_build_file_list_escapes_dots_in_prefix_regex() -> None:
     cmd = build_file_list(parse_router_path("/storage-pool/metal.csi"))
     assert render_cli(cmd) == '/file print detail where name~"^storage-pool/metal[.]csi/"'
+
+
+def test_build_file_get_asks_for_one_name() -> None:
+    path = confine(BASE, "pvc-1.img")
+    assert render_cli(build_file_get(path)) == '/file print detail where name="storage-pool/metal-csi/pvc-1.img"'
+
+
+def test_build_file_find_matches_the_name_in_the_directory_and_below_it_only() -> None:
+    request = to_rest(build_file_find(parse_router_path(BASE), "pvc-1.img"))
+    names = [
+        "storage-pool/metal-csi/pvc-1.img",
+        "storage-pool/metal-csi/sub/dir/pvc-1.img",
+        "storage-pool/metal-csi/xpvc-1.img",
+        "storage-pool/metal-csi/pvc-1.img.bak",
+        "storage-pool/metal-csi/pvc-1ximg",
+        "storage-pool/other/pvc-1.img",
+    ]
+    assert [r["name"] for r in request.select([{"name": n} for n in names])] == names[:2]
+    with pytest.raises(InvalidArgument, match=r"^file_name "):
+        build_file_find(parse_router_path(BASE), "a/b.img")
+
+
+def test_build_disk_backed_by_asks_for_any_of_the_paths() -> None:
+    paths = [confine(BASE, "a.img"), confine(BASE, "b.img")]
+    assert render_cli(build_disk_backed_by(paths)) == (
+        '/disk print detail where file-path="/storage-pool/metal-csi/a.img" or '
+        'file-path="/storage-pool/metal-csi/b.img"'
+    )
+    assert to_rest(build_disk_backed_by(paths)).json_body() == {
+        ".query": ["file-path=/storage-pool/metal-csi/a.img", "file-path=/storage-pool/metal-csi/b.img", "#|"]
+    }
+    with pytest.raises(InvalidArgument):
+        build_disk_backed_by([])
 
 
 def test_build_file_list_requires_a_router_path() -> None:

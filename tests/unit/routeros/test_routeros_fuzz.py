@@ -25,6 +25,7 @@ from rds_csi.routeros.commands import (
     VERBS,
     Command,
     build_disk_add,
+    build_disk_backed_by,
     build_disk_get,
     build_disk_get_with_nqn_holders,
     build_disk_list,
@@ -32,6 +33,8 @@ from rds_csi.routeros.commands import (
     build_disk_resize,
     build_disk_set_allowed_hosts,
     build_disk_traffic,
+    build_file_find,
+    build_file_get,
     build_file_list,
     build_file_remove,
     build_pool_capacity,
@@ -315,9 +318,16 @@ def test_fuzz_path_builders_file_remove_file_list_pool_capacity(text: str, mount
     if path is not None:
         removed = check(lambda: build_file_remove(path))
         listed = check(lambda: build_file_list(path))
-        assert removed is not None and listed is not None
+        got = check(lambda: build_file_get(path))
+        backing = check(lambda: build_disk_backed_by([path, path]))
+        assert removed is not None and listed is not None and got is not None and backing is not None
         assert removed.find[0].value == path.file_name
         assert listed.where[0].value == "^" + path.file_name.replace(".", "[.]") + "/"
+        assert got.where[0].value == path.file_name
+        assert [c.value for c in backing.where] == [path.disk_path] * 2
+        if (found := check(lambda: build_file_find(path, mount_point))) is not None:
+            assert SAFE_PATH_RE.fullmatch("/" + mount_point)
+            assert found.where[0].value.endswith("/(.+/)?" + mount_point.replace(".", "[.]") + "$")
     if (cmd := check(lambda: build_pool_capacity(mount_point))) is not None:
         assert SAFE_PATH_RE.fullmatch("/" + cmd.where[0].value)
 
