@@ -20,6 +20,7 @@ from rds_csi.routeros.commands import (
     Command,
     build_disk_add,
     build_disk_backed_by,
+    build_disk_export,
     build_disk_get,
     build_disk_get_with_nqn_holders,
     build_disk_list,
@@ -142,20 +143,22 @@ class RouterOSClient:
         *,
         slot: str,
         file_path: RouterPath,
-        size_bytes: int,
+        size_bytes: int | None,
         port: int | None,
         copy_from: RouterPath | None = None,
         export: bool = True,
+        marker_nqn: str | None = None,
     ) -> Disk:
-        """Add a file-backed disk (a copy-on-write copy of ``copy_from`` when given, grown to ``size_bytes``)
-        and return it as RouterOS lists it."""
+        """Add a file-backed disk of ``size_bytes`` (or, with ``copy_from``, a copy-on-write copy of that file, at
+        its size) and return it as RouterOS lists it."""
         command = build_disk_add(
             slot=slot,
             file_path=file_path,
-            size_bytes=None if copy_from is not None else size_bytes,
+            size_bytes=size_bytes,
             port=port,
             copy_from=copy_from,
             export=export,
+            marker_nqn=marker_nqn,
         )
         try:
             self._execute("disk_add", command)
@@ -169,8 +172,6 @@ class RouterOSClient:
         disk = self.get_disk(slot)
         if disk is None:
             raise errors.Internal(f"RouterOS accepted /disk add for {slot!r} but does not list the disk")
-        if copy_from is not None and (disk.size_bytes or 0) < size_bytes:
-            disk = self.resize_disk(slot, size_bytes)
         return disk
 
     def resize_disk(self, slot: str, size_bytes: int) -> Disk:
@@ -184,6 +185,17 @@ class RouterOSClient:
                 f"RouterOS accepted growing disk {slot!r} to {size_bytes} bytes, "
                 f"but lists it with {disk.capacity_bytes} bytes"
             )
+        return disk
+
+    def export_disk(self, slot: str, port: int) -> Disk:
+        """Export an unexported disk under the slot's own NQN; returns it as listed afterwards, proven exported."""
+        command = build_disk_export(slot, port)
+        self._idempotent("disk_export", command)
+        disk = self.get_disk(slot)
+        if disk is None:
+            raise errors.NotFound(f"disk {slot!r} vanished while being exported")
+        if not disk.nvme_export or disk.nqn != command.arg("nvme-tcp-server-nqn"):
+            raise errors.Internal(f"RouterOS accepted exporting disk {slot!r} but lists it unexported or as {disk.nqn}")
         return disk
 
     def set_allowed_hosts(self, slot: str, host_nqns: Iterable[str]) -> None:

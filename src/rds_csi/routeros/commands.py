@@ -28,6 +28,7 @@ from enum import StrEnum
 from typing import TypeVar
 
 from rds_csi.errors import Internal, InvalidArgument
+from rds_csi.nqn import validate_nqn
 from rds_csi.routeros.names import (
     RouterPath,
     nqn_for_volume,
@@ -327,6 +328,7 @@ def build_disk_add(
     port: int | None,
     copy_from: RouterPath | None = None,
     export: bool = True,
+    marker_nqn: str | None = None,
 ) -> Command:
     """``/disk add`` of a file-backed disk, exported over NVMe/TCP unless ``export`` is false.
 
@@ -335,7 +337,9 @@ def build_disk_add(
     the *source disk's backing file path* (``copy-from=/pool/dir/src.img``; RouterOS documentation does not pin
     down whether ``copy-from`` takes a slot or a file, and a path is the unambiguous choice). A copy takes its
     size from the source, so ``size_bytes`` must be ``None`` with ``copy_from``: grow the copy afterwards with
-    :func:`build_disk_resize`. An exported disk needs ``port``; an unexported one (a snapshot) takes none.
+    :func:`build_disk_resize`. An exported disk needs ``port``; an unexported one (a snapshot) takes none, and
+    may carry ``marker_nqn`` instead of its own NQN (the driver marks a copy it has not finished this way; an
+    exported disk's NQN is always the slot's, see :func:`build_disk_export`).
     """
     slot = validate_slot(slot)
     path = _require_path(file_path, "file_path")
@@ -357,9 +361,25 @@ def build_disk_add(
             Arg("nvme-tcp-server-port", validate_port(port)),
             Arg("nvme-tcp-server-nqn", nqn_for_volume(slot)),
         ]
+        if marker_nqn is not None:
+            raise InvalidArgument("marker_nqn is only for an unexported disk")
     else:
         args.append(Arg("nvme-tcp-export", False))
+        if marker_nqn is not None:
+            args.append(Arg("nvme-tcp-server-nqn", validate_nqn(marker_nqn, "marker_nqn")))
     return Command(DISK_MENU, "add", args=tuple(args))
+
+
+def build_disk_export(slot: str, port: int) -> Command:
+    """``/disk set [find slot="<slot>"] nvme-tcp-export=yes nvme-tcp-server-port=<port> nvme-tcp-server-nqn=<NQN>``:
+    export an unexported disk under the slot's own NQN (:func:`nqn_for_volume`), in one change."""
+    slot = validate_slot(slot)
+    args = (
+        Arg("nvme-tcp-export", True),
+        Arg("nvme-tcp-server-port", validate_port(port)),
+        Arg("nvme-tcp-server-nqn", nqn_for_volume(slot)),
+    )
+    return Command(DISK_MENU, "set", find=_slot_is(slot), args=args)
 
 
 def build_disk_get(slot: str) -> Command:

@@ -3,6 +3,11 @@
 Names (the compatibility contract, DESIGN.md §3): a volume is the ``/disk`` whose slot is the volume id, backed by
 ``<volumePath>/<volume id>.img`` and exported as ``nqn.2000-02.com.mikrotik:<volume id lower-cased>``.
 
+A volume created from a source is made in steps: an unexported copy-on-write copy of the source's backing file,
+marked with an NQN that names this volume and that source (:func:`copy_marker_nqn`), then grown, then exported
+under its own NQN in one ``/disk set``. A retry that finds the marked copy knows it is its own copy of that source
+and finishes it; nothing else writes that mark, and no host can reach the copy before it is finished.
+
 A snapshot is a copy-on-write ``/disk add copy-from=`` of the source's backing file, not exported. Its id is its
 slot: ``snap-<uuid5 of the snapshot request name>-<source volume id>``. RouterOS prints the slot, so both the
 deterministic id (idempotency across controller restarts) and the source volume (ALREADY_EXISTS for the same name
@@ -24,7 +29,13 @@ from rds_csi.clock import Clock, SystemClock
 from rds_csi.observability.logging import log_event
 from rds_csi.routeros.client import RouterOSClient
 from rds_csi.routeros.models import Disk, PoolCapacity
-from rds_csi.routeros.names import RouterPath, backing_file_path, parse_router_path, validate_slot
+from rds_csi.routeros.names import (
+    MIKROTIK_NQN_PREFIX,
+    RouterPath,
+    backing_file_path,
+    parse_router_path,
+    validate_slot,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -36,6 +47,9 @@ FENCE_CLOSED_NQN = "nqn.2000-02.com.mikrotik:rds-csi-fence-closed"
 _SNAPSHOT_NAMESPACE = uuid.UUID("5b0c2a8e-6f1d-4b8e-9d6a-2f3c1e7a9b40")
 _SNAPSHOT_ID_RE = re.compile(r"^snap-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})-([A-Za-z0-9-]+)$")
 _SNAPSHOT_ID_OVERHEAD = len(SNAPSHOT_PREFIX) + 36 + 1
+# A volume id has no '.', so no volume's own NQN ever starts like this.
+_COPY_MARKER_PREFIX = MIKROTIK_NQN_PREFIX + "rds-csi.copy."
+_COPY_NAMESPACE = uuid.UUID("0d3c6f6e-2b8a-4f0e-9a51-7c4e8b2d1f63")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +95,16 @@ def _snapshot_stem(name: str) -> str:
     return SNAPSHOT_PREFIX + str(uuid.uuid5(_SNAPSHOT_NAMESPACE, name))
 
 
+def copy_marker_nqn(volume_id: str, source: ContentSource) -> str:
+    """The NQN an unfinished copy of ``source`` into ``volume_id`` carries (unique per volume and source)."""
+    digest = uuid.uuid5(_COPY_NAMESPACE, f"{volume_id}/{source.kind}/{source.source_id}")
+    return f"{_COPY_MARKER_PREFIX}{digest}"
+
+
+def _is_unfinished_copy(disk: Disk) -> bool:
+    return (disk.nqn or "").startswith(_COPY_MARKER_PREFIX)
+
+
 def parse_snapshot_id(snapshot_id: str) -> str | None:
     """The source volume id encoded in a snapshot id, or ``None`` if it is not one of ours."""
     match = _SNAPSHOT_ID_RE.match(snapshot_id)
@@ -108,8 +132,9 @@ class VolumeBackend:
         self._clock = clock or SystemClock()
         self._capacity_cache: dict[str, tuple[float, PoolCapacity]] = {}
         self._cache_lock = threading.Lock()
-        # Which source each volume was created from: RouterOS does not print copy-from, so this is known for
-        # volumes this process created (a restarted controller accepts a retried create with any source).
+        # Which source each finished volume was created from: RouterOS does not print copy-from, so this is known for
+        # volumes this process created (a restarted controller accepts a retried create with any source; an
+        # unfinished copy names its source in its marker NQN).
         self._sources: dict[str, ContentSource] = {}
 
     # ---- volumes ------------------------------------------------------------------------------------------------
@@ -137,12 +162,13 @@ class VolumeBackend:
         """Create the volume, or return it when an identical one exists (ALREADY_EXISTS when incompatible).
 
         A name whose NQN another disk already uses (names differing only in case share one, the NQN being the id
-        lower-cased) is ALREADY_EXISTS: a host connecting to that NQN could reach either disk.
+        lower-cased) is ALREADY_EXISTS: a host connecting to that NQN could reach either disk. A retry of a create
+        from a source that failed half way (after the copy) finishes the copy it finds.
         """
         disk, nqn_holders = self.client.get_disk_with_nqn_holders(validate_slot(volume_id, "volume_id"))
-        if disk is not None:
-            if not self._is_managed_volume(disk):
-                raise errors.AlreadyExists(f"slot {volume_id!r} exists on the RDS but is not a volume of this driver")
+        if disk is not None and not self._is_managed_volume(disk):
+            raise errors.AlreadyExists(f"slot {volume_id!r} exists on the RDS but is not a volume of this driver")
+        if disk is not None and not _is_unfinished_copy(disk):
             existing = self._volume(disk)
             self._check_compatible(existing, source, size_ok)
             return existing
@@ -152,19 +178,60 @@ class VolumeBackend:
                 f"volume {volume_id!r} would share the NVMe subsystem NQN {holder.nqn} with the existing volume "
                 f"{holder.slot!r} (the NQN is the volume id lower-cased); refusing a second export of it"
             )
-        file_path = backing_file_path(self._confined_dir(volume_path).disk_path, volume_id)
-        copy_from = self._source_file(source) if source is not None else None
+        if disk is None:
+            file_path = backing_file_path(self._confined_dir(volume_path).disk_path, volume_id)
+            if source is None:
+                return self._create_blank(volume_id, file_path, size_bytes, port)
+            disk = self._start_copy(volume_id, file_path, source)
+        return self._finish_copy(disk, source, size_bytes, port, size_ok)
+
+    def _create_blank(self, volume_id: str, file_path: RouterPath, size_bytes: int, port: int) -> Volume:
         disk = self._add_over_leftover(
             file_path,
+            lambda: self.client.create_disk(slot=volume_id, file_path=file_path, size_bytes=size_bytes, port=port),
+        )
+        log_event(_log, "volume.created", volume_id=volume_id, size=disk.capacity_bytes, source="-")
+        return self._volume(disk)
+
+    def _start_copy(self, volume_id: str, file_path: RouterPath, source: ContentSource) -> Disk:
+        """The first step of a create from ``source``: an unexported copy of it, marked as this volume's copy of
+        that source, so that a retry can tell it from anything else."""
+        copy_from = self._source_file(source)
+        return self._add_over_leftover(
+            file_path,
             lambda: self.client.create_disk(
-                slot=volume_id, file_path=file_path, size_bytes=size_bytes, port=port, copy_from=copy_from
+                slot=volume_id,
+                file_path=file_path,
+                size_bytes=None,
+                port=None,
+                copy_from=copy_from,
+                export=False,
+                marker_nqn=copy_marker_nqn(volume_id, source),
             ),
         )
-        if source is not None:
-            self._sources[volume_id] = source
+
+    def _finish_copy(
+        self, disk: Disk, source: ContentSource | None, size_bytes: int, port: int, size_ok: Callable[[int], bool]
+    ) -> Volume:
+        """Grow an unfinished copy to ``size_bytes`` and export it: the last steps of a create from ``source``,
+        first time or on a retry. Only the copy this request's source made is finished."""
+        volume_id = disk.slot
+        if source is None or disk.nqn != copy_marker_nqn(volume_id, source):
+            raise errors.AlreadyExists(
+                f"volume {volume_id!r} exists as an unfinished copy of another content source than this request's"
+            )
+        if disk.capacity_bytes < size_bytes:
+            disk = self.client.resize_disk(volume_id, size_bytes)
+        if not size_ok(disk.capacity_bytes):
+            raise errors.AlreadyExists(
+                f"volume {volume_id!r} exists as an unfinished copy of {disk.capacity_bytes} bytes, "
+                "which does not fit the requested capacity range"
+            )
+        disk = self.client.export_disk(volume_id, port)
+        self._sources[volume_id] = source
         log_event(
             _log, "volume.created", volume_id=volume_id, size=disk.capacity_bytes,
-            source=f"{source.kind}:{source.source_id}" if source else "-",
+            source=f"{source.kind}:{source.source_id}",
         )  # fmt: skip
         return self._volume(disk)
 
@@ -267,7 +334,7 @@ class VolumeBackend:
             lambda: self.client.create_disk(
                 slot=snapshot_id,
                 file_path=file_path,
-                size_bytes=source.capacity_bytes,
+                size_bytes=None,
                 port=None,
                 copy_from=source_file,
                 export=False,

@@ -207,3 +207,91 @@ def test_a_file_another_disk_uses_is_never_removed(ctl: RunningController, sim: 
     finally:
         model.remove_disk(model.disk_id("foreign"))
         model.remove_file(model.file_id(image))
+
+
+# ---- finding 6: a create from a source that failed half way is finished by its retry -----------------------------
+
+
+def content_source(ctl: RunningController, kind: str, source_volume: str) -> csi_pb2.VolumeContentSource:
+    if kind == "volume":
+        return csi_pb2.VolumeContentSource(volume=csi_pb2.VolumeContentSource.VolumeSource(volume_id=source_volume))
+    snapshot = ctl.controller.CreateSnapshot(
+        csi_pb2.CreateSnapshotRequest(name=f"snap-of-{source_volume}", source_volume_id=source_volume), timeout=30
+    ).snapshot
+    return csi_pb2.VolumeContentSource(
+        snapshot=csi_pb2.VolumeContentSource.SnapshotSource(snapshot_id=snapshot.snapshot_id)
+    )
+
+
+def from_source(name: str, source: csi_pb2.VolumeContentSource, size: int) -> csi_pb2.CreateVolumeRequest:
+    request = create_request(name, size)
+    request.volume_content_source.CopyFrom(source)
+    return request
+
+
+def delete_source(ctl: RunningController, source: csi_pb2.VolumeContentSource, source_volume: str) -> None:
+    if source.HasField("snapshot"):
+        snapshot_id = source.snapshot.snapshot_id
+        ctl.controller.DeleteSnapshot(csi_pb2.DeleteSnapshotRequest(snapshot_id=snapshot_id), timeout=30)
+    delete(ctl, source_volume)
+
+
+GROW_FAILURES = {
+    "no space": {"op": "set", "kind": "error", "message": "not enough space", "times": 1},
+    "grow lost": {"op": "set", "kind": "lost-reply", "times": 2},
+    "connection dropped": {"op": "set", "kind": "drop", "times": 2},
+    "export lost": {"op": "set", "kind": "lost-reply", "after": 1, "times": 2},
+}
+
+
+@pytest.mark.parametrize("kind", ["volume", "snapshot"])
+@pytest.mark.parametrize("failure", sorted(GROW_FAILURES))
+def test_a_retried_create_from_a_source_finishes_the_copy_a_failure_left(
+    ctl: RunningController, sim: SimulatorAccess, kind: str, failure: str
+) -> None:
+    source_volume, name = f"pvc-src-{kind}", f"pvc-copy-{kind}"
+    ctl.controller.CreateVolume(create_request(source_volume), timeout=30)
+    source = content_source(ctl, kind, source_volume)
+    try:
+        fault(sim, **GROW_FAILURES[failure])
+        first = rpc_error(lambda: ctl.controller.CreateVolume(from_source(name, source, 2 * GiB), timeout=30))
+        assert first.code() in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE)
+        sim.simulator.faults.clear_rules()
+        if failure != "export lost":
+            assert disks(sim)[name]["nvme-tcp-export"] is False  # no host can reach the half-made copy
+        volume = ctl.controller.CreateVolume(from_source(name, source, 2 * GiB), timeout=30).volume
+        assert volume.capacity_bytes == 2 * GiB
+        assert volume.volume_context["nqn"] == NQN_PREFIX + name
+        made = disks(sim)[name]
+        assert (made["size"], made["nvme-tcp-export"], made["nvme-tcp-server-nqn"]) == (
+            2 * GiB,
+            True,
+            NQN_PREFIX + name,
+        )
+    finally:
+        sim.simulator.faults.clear_rules()
+        delete(ctl, name)
+        delete_source(ctl, source, source_volume)
+
+
+def test_a_half_made_copy_of_one_source_is_never_finished_for_another(
+    ctl: RunningController, sim: SimulatorAccess
+) -> None:
+    ctl.controller.CreateVolume(create_request("pvc-src-a"), timeout=30)
+    ctl.controller.CreateVolume(create_request("pvc-src-b"), timeout=30)
+    source_a, source_b = content_source(ctl, "volume", "pvc-src-a"), content_source(ctl, "volume", "pvc-src-b")
+    try:
+        fault(sim, op="set", kind="error", message="not enough space", times=1)
+        rpc_error(lambda: ctl.controller.CreateVolume(from_source("pvc-copy-ab", source_a, 2 * GiB), timeout=30))
+        other = rpc_error(
+            lambda: ctl.controller.CreateVolume(from_source("pvc-copy-ab", source_b, 2 * GiB), timeout=30)
+        )
+        assert other.code() == grpc.StatusCode.ALREADY_EXISTS
+        assert "unfinished copy of another content source" in (other.details() or "")
+        blank = rpc_error(lambda: ctl.controller.CreateVolume(create_request("pvc-copy-ab", 2 * GiB), timeout=30))
+        assert blank.code() == grpc.StatusCode.ALREADY_EXISTS
+        assert disks(sim)["pvc-copy-ab"]["nvme-tcp-export"] is False
+    finally:
+        delete(ctl, "pvc-copy-ab")
+        delete(ctl, "pvc-src-a")
+        delete(ctl, "pvc-src-b")

@@ -14,6 +14,7 @@ from rds_csi.routeros.commands import (
     RestRequest,
     build_disk_add,
     build_disk_backed_by,
+    build_disk_export,
     build_disk_get,
     build_disk_get_with_nqn_holders,
     build_disk_list,
@@ -86,6 +87,25 @@ def test_build_disk_add_unexported_copy_carries_no_nvme_identity() -> None:
     assert cmd.arg("nvme-tcp-export") is False
     assert cmd.arg("nvme-tcp-server-nqn") is None
     assert cmd.arg("nvme-tcp-server-port") is None
+
+
+def test_build_disk_add_unexported_disk_may_carry_a_marker_nqn_an_exported_one_never() -> None:
+    marker = "nqn.2000-02.com.mikrotik:rds-csi.copy.x"
+    copy = _add(
+        copy_from=backing_file_path(BASE, "pvc-src"), size_bytes=None, port=None, export=False, marker_nqn=marker
+    )
+    assert (copy.arg("nvme-tcp-export"), copy.arg("nvme-tcp-server-nqn")) == (False, marker)
+    with pytest.raises(InvalidArgument, match="only for an unexported disk"):
+        _add(marker_nqn=marker)
+    with pytest.raises(InvalidArgument, match=r"^marker_nqn "):
+        _add(export=False, port=None, marker_nqn="not an nqn")
+
+
+def test_build_disk_export_sets_export_port_and_the_slots_own_nqn_at_once() -> None:
+    assert render_cli(build_disk_export("PVC-1", 4420)) == (
+        '/disk set [find slot="PVC-1"] nvme-tcp-export="yes" nvme-tcp-server-port="4420" '
+        'nvme-tcp-server-nqn="nqn.2000-02.com.mikrotik:pvc-1"'
+    )
 
 
 def test_build_disk_add_exported_disk_needs_a_port() -> None:

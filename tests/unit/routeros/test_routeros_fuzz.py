@@ -26,6 +26,7 @@ from rds_csi.routeros.commands import (
     Command,
     build_disk_add,
     build_disk_backed_by,
+    build_disk_export,
     build_disk_get,
     build_disk_get_with_nqn_holders,
     build_disk_list,
@@ -300,6 +301,29 @@ def test_fuzz_slot_builders_get_list_resize_remove_traffic(slot: str, prefix: st
         assert cmd.find[0].value == slot
     if (cmd := check(lambda: build_disk_traffic(slot))) is not None:
         assert cmd.target == slot
+
+
+@FUZZ
+@given(slot=slots, port=st.sampled_from([-1, 0, 1, 4420, 65535, 65536]), marker=host_nqns, source=path_texts)
+def test_fuzz_export_and_marked_copy_builders(slot: str, port: int, marker: str, source: str) -> None:
+    if (cmd := check(lambda: build_disk_export(slot, port))) is not None:
+        assert cmd.find[0].value == slot
+        assert cmd.arg("nvme-tcp-server-nqn") == "nqn.2000-02.com.mikrotik:" + slot.lower()
+    copy_from = _confined(source)
+    if copy_from is None:
+        return
+    try:
+        file_path = backing_file_path(BASE, slot)
+    except InvalidArgument:
+        return
+    cmd = check(
+        lambda: build_disk_add(
+            slot=slot, file_path=file_path, size_bytes=None, port=None, copy_from=copy_from, export=False,
+            marker_nqn=marker,
+        )
+    )  # fmt: skip
+    if cmd is not None:
+        assert cmd.arg("nvme-tcp-server-nqn") == marker
 
 
 @FUZZ

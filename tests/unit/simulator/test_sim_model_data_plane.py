@@ -168,6 +168,14 @@ def test_a_refused_resize_touches_nothing(plane: KernelStandIn) -> None:
     assert plane.resized_images == []
 
 
+def test_a_disk_exported_later_reaches_the_data_plane_under_the_nqn_set_with_it(plane: KernelStandIn) -> None:
+    model = make_model(plane)
+    disk_id = add(model, **{"nvme-tcp-export": "no", "nvme-tcp-server-nqn": "nqn.2000-02.com.mikrotik:marked.x"})
+    assert plane.exports == {}
+    model.set_disk(disk_id, {"nvme-tcp-export": "yes", "nvme-tcp-server-nqn": "nqn.2000-02.com.mikrotik:pvc-a"})
+    assert plane.exports == {disk_id: Export("nqn.2000-02.com.mikrotik:pvc-a", 4420, IMAGE, ())}
+
+
 def test_allow_list_changes_reach_the_export_and_a_failure_keeps_the_old_list(plane: KernelStandIn) -> None:
     model = make_model(plane)
     disk_id = add(model)
