@@ -178,7 +178,9 @@ class VolumeBackend:
                 f"volume {volume_id!r} would share the NVMe subsystem NQN {holder.nqn} with the existing volume "
                 f"{holder.slot!r} (the NQN is the volume id lower-cased); refusing a second export of it"
             )
-        if disk is None:
+        if disk is not None:
+            source = self._resumable(disk, source)
+        else:
             file_path = backing_file_path(self._confined_dir(volume_path).disk_path, volume_id)
             if source is None:
                 return self._create_blank(volume_id, file_path, size_bytes, port)
@@ -196,8 +198,8 @@ class VolumeBackend:
     def _start_copy(self, volume_id: str, file_path: RouterPath, source: ContentSource) -> Disk:
         """The first step of a create from ``source``: an unexported copy of it, marked as this volume's copy of
         that source, so that a retry can tell it from anything else."""
-        copy_from = self._source_file(source)
-        return self._add_over_leftover(
+        copy_from, source_bytes = self._source_file(source)
+        copy = self._add_over_leftover(
             file_path,
             lambda: self.client.create_disk(
                 slot=volume_id,
@@ -209,22 +211,30 @@ class VolumeBackend:
                 marker_nqn=copy_marker_nqn(volume_id, source),
             ),
         )
+        self._prove_whole(copy, f"{source.kind} {source.source_id!r}", source_bytes)
+        return copy
+
+    def _resumable(self, copy: Disk, source: ContentSource | None) -> ContentSource:
+        """An unfinished copy found by a retry is finished only if it is this volume's copy of this request's
+        source (its marker says so) and whole (grown, perhaps, but never short of its source); returns the source."""
+        if source is None or copy.nqn != copy_marker_nqn(copy.slot, source):
+            raise errors.AlreadyExists(
+                f"volume {copy.slot!r} exists as an unfinished copy of another content source than this request's"
+            )
+        self._prove_whole(copy, f"{source.kind} {source.source_id!r}", self._source_file(source)[1], grown=True)
+        return source
 
     def _finish_copy(
-        self, disk: Disk, source: ContentSource | None, size_bytes: int, port: int, size_ok: Callable[[int], bool]
+        self, copy: Disk, source: ContentSource, size_bytes: int, port: int, size_ok: Callable[[int], bool]
     ) -> Volume:
-        """Grow an unfinished copy to ``size_bytes`` and export it: the last steps of a create from ``source``,
-        first time or on a retry. Only the copy this request's source made is finished."""
-        volume_id = disk.slot
-        if source is None or disk.nqn != copy_marker_nqn(volume_id, source):
+        """Grow a whole unfinished copy to ``size_bytes`` and export it: the last steps of a create from ``source``,
+        first time or on a retry."""
+        volume_id = copy.slot
+        if copy.capacity_bytes < size_bytes:
+            copy = self.client.resize_disk(volume_id, size_bytes)
+        if not size_ok(copy.capacity_bytes):
             raise errors.AlreadyExists(
-                f"volume {volume_id!r} exists as an unfinished copy of another content source than this request's"
-            )
-        if disk.capacity_bytes < size_bytes:
-            disk = self.client.resize_disk(volume_id, size_bytes)
-        if not size_ok(disk.capacity_bytes):
-            raise errors.AlreadyExists(
-                f"volume {volume_id!r} exists as an unfinished copy of {disk.capacity_bytes} bytes, "
+                f"volume {volume_id!r} exists as an unfinished copy of {copy.capacity_bytes} bytes, "
                 "which does not fit the requested capacity range"
             )
         disk = self.client.export_disk(volume_id, port)
@@ -340,6 +350,7 @@ class VolumeBackend:
                 export=False,
             ),
         )
+        self._prove_whole(disk, f"volume {source_volume_id!r}", source.capacity_bytes)
         log_event(_log, "snapshot.created", snapshot_id=snapshot_id, source=source_volume_id)
         return self._snapshot(disk)
 
@@ -449,27 +460,33 @@ class VolumeBackend:
         if recorded is not None and recorded != source:
             raise errors.AlreadyExists(f"volume {existing.volume_id!r} exists with a different content source")
 
-    def _source_file(self, source: ContentSource) -> RouterPath:
+    def _source_file(self, source: ContentSource) -> tuple[RouterPath, int]:
+        """The backing file of ``source`` and its size."""
         if source.kind == "snapshot":
             snapshot = self.get_snapshot(source.source_id)
             if snapshot is None or snapshot.file_path is None:
                 raise errors.NotFound(f"source snapshot {source.source_id!r} does not exist")
-            return self._confined_file(snapshot.file_path)
+            return self._confined_file(snapshot.file_path), snapshot.size_bytes
         volume = self.get_volume(source.source_id)
         if volume is None or volume.file_path is None:
             raise errors.NotFound(f"source volume {source.source_id!r} does not exist")
-        return self._confined_file(volume.file_path)
+        return self._confined_file(volume.file_path), volume.capacity_bytes
 
     def source_size(self, source: ContentSource) -> int:
-        if source.kind == "snapshot":
-            snapshot = self.get_snapshot(source.source_id)
-            if snapshot is None:
-                raise errors.NotFound(f"source snapshot {source.source_id!r} does not exist")
-            return snapshot.size_bytes
-        volume = self.get_volume(source.source_id)
-        if volume is None:
-            raise errors.NotFound(f"source volume {source.source_id!r} does not exist")
-        return volume.capacity_bytes
+        return self._source_file(source)[1]
+
+    def _prove_whole(self, copy: Disk, what: str, source_bytes: int, *, grown: bool = False) -> None:
+        """A copy must be exactly as large as its source before it is used or grown (at least as large once
+        ``grown`` may have happened); a short (or empty) one is removed: growing it would turn a failed copy into a
+        volume that silently lacks its data."""
+        if copy.capacity_bytes == source_bytes or (grown and copy.capacity_bytes > source_bytes):
+            return
+        short = f"the copy of {what} into {copy.slot!r} came out {copy.capacity_bytes} bytes, but its source has "
+        try:
+            self._remove_disk_and_file(copy)
+        except errors.RdsCsiError as exc:
+            raise errors.Internal(f"{short}{source_bytes} bytes; removing the copy failed: {exc.message}") from exc
+        raise errors.Internal(f"{short}{source_bytes} bytes; the copy was removed")
 
     def _is_managed_volume(self, disk: Disk) -> bool:
         if not is_volume_slot(disk.slot) or disk.type != "file" or disk.file_path is None:

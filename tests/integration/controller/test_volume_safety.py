@@ -295,3 +295,69 @@ def test_a_half_made_copy_of_one_source_is_never_finished_for_another(
         delete(ctl, "pvc-copy-ab")
         delete(ctl, "pvc-src-a")
         delete(ctl, "pvc-src-b")
+
+
+# ---- finding 8: a copy is proven whole before it is used or grown -------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["volume", "snapshot"])
+def test_a_short_copy_is_removed_and_the_create_fails_naming_both_sizes(
+    ctl: RunningController, sim: SimulatorAccess, kind: str
+) -> None:
+    source_volume, name = f"pvc-whole-src-{kind}", f"pvc-whole-{kind}"
+    ctl.controller.CreateVolume(create_request(source_volume), timeout=30)
+    source = content_source(ctl, kind, source_volume)
+    try:
+        fault(sim, op="add", kind="short-copy", times=1)
+        failed = rpc_error(lambda: ctl.controller.CreateVolume(from_source(name, source, 2 * GiB), timeout=30))
+        assert failed.code() == grpc.StatusCode.INTERNAL
+        assert f"came out {GiB // 2} bytes, but its source has {GiB} bytes" in (failed.details() or "")
+        assert name not in disks(sim)
+        assert IMAGE.format(name) not in files(sim)
+        assert ctl.controller.CreateVolume(from_source(name, source, 2 * GiB), timeout=30).volume.capacity_bytes == (
+            2 * GiB
+        )
+    finally:
+        sim.simulator.faults.clear_rules()
+        delete(ctl, name)
+        delete_source(ctl, source, source_volume)
+
+
+def test_a_short_snapshot_is_removed_and_never_reported_ready(ctl: RunningController, sim: SimulatorAccess) -> None:
+    ctl.controller.CreateVolume(create_request("pvc-snap-whole"), timeout=30)
+    request = csi_pb2.CreateSnapshotRequest(name="snap-whole", source_volume_id="pvc-snap-whole")
+    try:
+        fault(sim, op="add", kind="short-copy", times=1)
+        failed = rpc_error(lambda: ctl.controller.CreateSnapshot(request, timeout=30))
+        assert failed.code() == grpc.StatusCode.INTERNAL
+        assert f"came out {GiB // 2} bytes, but its source has {GiB} bytes" in (failed.details() or "")
+        assert not [slot for slot in disks(sim) if slot.startswith("snap-")]
+        assert not [name for name in files(sim) if name.rsplit("/", 1)[-1].startswith("snap-")]
+        snapshot = ctl.controller.CreateSnapshot(request, timeout=30).snapshot
+        assert (snapshot.size_bytes, snapshot.ready_to_use) == (GiB, True)
+        ctl.controller.DeleteSnapshot(csi_pb2.DeleteSnapshotRequest(snapshot_id=snapshot.snapshot_id), timeout=30)
+    finally:
+        sim.simulator.faults.clear_rules()
+        delete(ctl, "pvc-snap-whole")
+
+
+def test_a_short_copy_left_behind_is_never_grown_by_a_retry(ctl: RunningController, sim: SimulatorAccess) -> None:
+    ctl.controller.CreateVolume(create_request("pvc-short-src"), timeout=30)
+    source = content_source(ctl, "volume", "pvc-short-src")
+    try:
+        fault(sim, op="add", kind="short-copy", times=1)
+        fault(sim, op="remove", kind="error", message="disk is locked", times=1)  # and its removal fails
+        failed = rpc_error(lambda: ctl.controller.CreateVolume(from_source("pvc-short", source, 2 * GiB), timeout=30))
+        assert "removing the copy failed" in (failed.details() or "")
+        assert disks(sim)["pvc-short"]["size"] == GiB // 2
+        retried = rpc_error(lambda: ctl.controller.CreateVolume(from_source("pvc-short", source, 2 * GiB), timeout=30))
+        assert retried.code() == grpc.StatusCode.INTERNAL
+        assert f"came out {GiB // 2} bytes, but its source has {GiB} bytes; the copy was removed" in (
+            retried.details() or ""
+        )
+        volume = ctl.controller.CreateVolume(from_source("pvc-short", source, 2 * GiB), timeout=30).volume
+        assert volume.capacity_bytes == 2 * GiB
+    finally:
+        sim.simulator.faults.clear_rules()
+        delete(ctl, "pvc-short")
+        delete(ctl, "pvc-short-src")
