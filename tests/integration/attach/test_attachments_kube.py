@@ -59,6 +59,16 @@ class Cluster:
             **self.flags,
         )
 
+    def advance(self, seconds: float) -> None:
+        """Move the controller's clock on once every VolumeAttachment change so far has reached its manager: the
+        watch thread reads the same clock for attachment times and decisions, so an event still in flight would
+        be applied as if it had happened after the advance."""
+        sync = self.ctl.plugin.controller.sync if self.ctl.plugin.controller is not None else None
+        assert sync is not None, "the controller follows no Kubernetes API"
+        target = self.kube.volume_attachments_version()
+        assert wait_until(lambda: int(sync.volume_attachments_version or 0) >= target)
+        self.clock.advance(seconds)
+
     def restart_controller(self) -> None:
         self.ctl.stop()
         self.ctl = self._start()
@@ -162,7 +172,7 @@ def test_live_migration_completes_when_the_source_detaches(cluster: Cluster) -> 
     with pytest.raises(grpc.RpcError) as third:
         cluster.publish(volume, "node-c", block_rwx=True)
     assert third.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    cluster.clock.advance(12)
+    cluster.advance(12)
     cluster.detach(volume, "node-a", va_a)
     assert cluster.published(volume) == ["node-b"]
     assert wait_until(lambda: {"MigrationStarted", "MigrationCompleted"} <= set(cluster.event_reasons(volume)))
@@ -187,7 +197,7 @@ def test_expired_migration_admits_no_new_node_until_one_side_detaches(cluster: C
     volume = cluster.volume("pvc-vm-slow", block_rwx=True, migration_timeout=30)
     cluster.attach(volume, "node-a", block_rwx=True)
     va_b = cluster.attach(volume, "node-b", block_rwx=True)
-    cluster.clock.advance(31)
+    cluster.advance(31)
     with pytest.raises(grpc.RpcError) as refused:
         cluster.publish(volume, "node-c", block_rwx=True)
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -245,7 +255,7 @@ def test_single_writer_conflict_then_deleted_node_is_cleared_and_new_node_admitt
         cluster.publish(volume, "node-b", block_rwx=False)
     assert conflict.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert wait_until(lambda: "AttachmentConflict" in cluster.event_reasons(volume))
-    cluster.clock.advance(60)  # past the grace period: the attachment is no longer fresh
+    cluster.advance(60)  # past the grace period: the attachment is no longer fresh
     cluster.kube.delete_node("node-a")  # the node is gone (its VA lingers, as after a node crash)
     assert wait_until(lambda: cluster.published(volume) == [])  # the node watch triggered the reconciler
     assert wait_until(lambda: "StaleAttachmentCleared" in cluster.event_reasons(volume))
@@ -267,7 +277,7 @@ def test_grace_period_answers_aborted_and_never_admits_a_second_writer(cluster: 
     assert retry.value.code() == grpc.StatusCode.ABORTED
     assert "grace period" in (retry.value.details() or "")
     assert cluster.published(volume) == ["node-c"]
-    cluster.clock.advance(31)
+    cluster.advance(31)
     with pytest.raises(grpc.RpcError) as after:
         cluster.publish(volume, "node-b", block_rwx=False)
     assert after.value.code() == grpc.StatusCode.FAILED_PRECONDITION  # node-c is alive: still one writer

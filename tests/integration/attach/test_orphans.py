@@ -30,7 +30,7 @@ class Setup:
         self.kube = KubeEmulator().start()
         self.ctl: RunningController = start_controller(self.sim, "ssh", directory / "o.sock", static_nodes="node-1")
         self.api = KubeApi(KubeSettings(base_url=self.kube.url, request_timeout=2.0))
-        self.clock = ManualClock()
+        self.clock = ManualClock()  # read only by scan_once on the test thread: advancing it races no thread
         self.metrics = Metrics()
 
     def reconciler(self, mode: OrphanMode) -> OrphanReconciler:
