@@ -33,6 +33,9 @@ from rds_csi.attach import AttachmentManager, PublishRequest, VolumeAttachmentFa
 from rds_csi.clock import ManualClock
 from rds_csi.observability.metrics import Metrics
 
+# Reaches rds_csi._native, directly or not: the pure-twin pass runs it too (tests/unit/ci/test_pure_twin_pass.py).
+pytestmark = pytest.mark.native
+
 STEPS = 30
 SETTINGS = settings(
     # An example is about 23 steps, some on real threads: a quarter of the profile's budget, so ~3,500 steps per

@@ -10,6 +10,9 @@ from hypothesis import settings
 from tests.unit.attach.test_attach_model import SETTINGS as MODEL
 from tests.unit.routeros.test_routeros_fuzz import FUZZ
 
+# Reaches rds_csi._native, directly or not: the pure-twin pass runs it too (tests/unit/ci/test_pure_twin_pass.py).
+pytestmark = pytest.mark.native
+
 LONG = os.environ.get("RDS_CSI_LONG") == "1"
 
 
