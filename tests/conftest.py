@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
+
+from tests.tempdirs import short_temp_dir
 
 # Hypothesis sizes and reproducibility, for every property test (their modules are imported after this file, so
 # their ``settings(...)`` inherit the loaded profile). ``ci``, the default: quick, and derandomized with no
@@ -26,9 +26,6 @@ settings.load_profile("long" if os.environ.get("RDS_CSI_LONG") == "1" else "ci")
 
 @pytest.fixture
 def short_tmp() -> Iterator[Path]:
-    """A temp dir with a short path: unix socket paths must fit in 107 bytes, pytest's tmp_path may not."""
-    path = Path(tempfile.mkdtemp(prefix="rds-"))
-    try:
+    """A temp dir with a short path, for unix sockets (107 bytes at most; see tests/tempdirs.py)."""
+    with short_temp_dir() as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)

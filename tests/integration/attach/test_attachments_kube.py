@@ -3,8 +3,6 @@ over the real REST protocol. Attachment time is virtual (the plugin's clock), so
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterable, Iterator, Mapping
@@ -20,6 +18,7 @@ from rds_csi.csi.proto import csi_pb2
 from tests.integration.plugin_process import free_port
 from tests.kube_emulator import KubeEmulator
 from tests.support import RunningController, SimulatorAccess, start_controller, start_simulator, wait_until
+from tests.tempdirs import short_temp_dir
 
 GiB = 1 << 30
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
@@ -146,16 +145,15 @@ def running_cluster(
 ) -> Iterator[Cluster]:
     """A cluster with these Node objects (a mapping gives each node its annotations), torn down afterwards; with
     ``nvmet_data_dir`` the simulator's volumes are real NVMe/TCP targets (inside the test VM)."""
-    directory = Path(tempfile.mkdtemp(prefix="rds-att-"))
-    cluster = Cluster(directory, nvmet_data_dir=nvmet_data_dir, **flags)
-    annotated = nodes if isinstance(nodes, Mapping) else {node: {} for node in nodes}
-    for node, node_annotations in annotated.items():
-        cluster.kube.add_node(node, annotations=dict(node_annotations))
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
-        shutil.rmtree(directory, ignore_errors=True)
+    with short_temp_dir("rds-att-") as directory:  # holds the controller's socket
+        cluster = Cluster(directory, nvmet_data_dir=nvmet_data_dir, **flags)
+        annotated = nodes if isinstance(nodes, Mapping) else {node: {} for node in nodes}
+        for node, node_annotations in annotated.items():
+            cluster.kube.add_node(node, annotations=dict(node_annotations))
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
 
 
 @pytest.fixture
