@@ -32,6 +32,9 @@ from rds_csi.csi.validation import (
     parse_parameters,
 )
 
+# Reaches rds_csi._native, directly or not: the pure-twin pass runs it too (tests/unit/ci/test_pure_twin_pass.py).
+pytestmark = pytest.mark.native
+
 # PyYAML ships without type hints (and types-PyYAML is not a dependency); it comes with the kubernetes client.
 yaml: Any = importlib.import_module("yaml")
 
