@@ -5,6 +5,9 @@
 - ``ensure_filesystem(device, fs_type)``: format only a device blkid positively reports blank; refuse
   (``errors.FormatRefused``) on any doubt or any other content; never reformat. ``probe_device`` is the probe alone.
 - ``CommandRunner`` / ``SubprocessRunner``: how external tools run (injectable for failure tests).
+- ``parse_mount_flags(mount_flags, readonly=)`` -> ``MountOptions``: a capability's mount flags, validated.
+- ``mount_filesystem``, ``bind_mount``, ``bind_block_device``, ``unmount``, ``remove_target``, ``check_mounted``:
+  idempotent mount operations through mount(2)/umount2(2) (see ``rds_csi.mount.kernel`` for why not mount(8)).
 """
 
 from __future__ import annotations
@@ -21,6 +24,17 @@ from rds_csi.mount.format import (
     needs_format,
     probe_device,
 )
+from rds_csi.mount.host import HOST, HostPaths
+from rds_csi.mount.mounter import (
+    bind_block_device,
+    bind_mount,
+    canonical_path,
+    check_mounted,
+    device_number,
+    mount_filesystem,
+    remove_target,
+    unmount,
+)
 from rds_csi.mount.mountinfo import (
     PROC_SELF_MOUNTINFO,
     DeviceNumber,
@@ -31,10 +45,13 @@ from rds_csi.mount.mountinfo import (
     read_mountinfo,
     unescape,
 )
+from rds_csi.mount.options import NO_OPTIONS, MountOptions, parse_mount_flags
 from rds_csi.mount.runner import TOOL_ENVIRONMENT, CommandRunner, CommandTimeout, Completed, SubprocessRunner
 
 __all__ = [
+    "HOST",
     "MKFS_TIMEOUT_SECONDS",
+    "NO_OPTIONS",
     "PROBE_TIMEOUT_SECONDS",
     "PROC_SELF_MOUNTINFO",
     "TOOL_ENVIRONMENT",
@@ -44,17 +61,28 @@ __all__ = [
     "DeviceNumber",
     "FormatOutcome",
     "FsType",
+    "HostPaths",
     "MountEntry",
+    "MountOptions",
     "MountTable",
     "Signature",
     "SubprocessRunner",
+    "bind_block_device",
+    "bind_mount",
+    "canonical_path",
+    "check_mounted",
     "classify_blkid",
+    "device_number",
     "ensure_filesystem",
     "mkfs_command",
+    "mount_filesystem",
     "needs_format",
+    "parse_mount_flags",
     "parse_mountinfo",
     "parse_mountinfo_line",
     "probe_device",
     "read_mountinfo",
+    "remove_target",
     "unescape",
+    "unmount",
 ]
