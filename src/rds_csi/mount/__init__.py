@@ -8,10 +8,13 @@
 - ``parse_mount_flags(mount_flags, readonly=)`` -> ``MountOptions``: a capability's mount flags, validated.
 - ``mount_filesystem``, ``bind_mount``, ``bind_block_device``, ``unmount``, ``remove_target``, ``check_mounted``:
   idempotent mount operations through mount(2)/umount2(2) (see ``rds_csi.mount.kernel`` for why not mount(8)).
+- ``filesystem_usage(path)`` (statvfs bytes and inodes), ``block_device_size(device)`` (BLKGETSIZE64).
+- ``filesystem_condition`` / ``block_condition`` -> ``VolumeCondition``: read-only, vanished, stale, not answering.
 """
 
 from __future__ import annotations
 
+from rds_csi.mount.condition import VolumeCondition, assess_mount, block_condition, filesystem_condition
 from rds_csi.mount.format import (
     MKFS_TIMEOUT_SECONDS,
     PROBE_TIMEOUT_SECONDS,
@@ -47,6 +50,7 @@ from rds_csi.mount.mountinfo import (
 )
 from rds_csi.mount.options import NO_OPTIONS, MountOptions, parse_mount_flags
 from rds_csi.mount.runner import TOOL_ENVIRONMENT, CommandRunner, CommandTimeout, Completed, SubprocessRunner
+from rds_csi.mount.stats import FilesystemUsage, block_device_size, filesystem_usage, usage_from_statvfs
 
 __all__ = [
     "HOST",
@@ -59,6 +63,7 @@ __all__ = [
     "CommandTimeout",
     "Completed",
     "DeviceNumber",
+    "FilesystemUsage",
     "FormatOutcome",
     "FsType",
     "HostPaths",
@@ -67,13 +72,19 @@ __all__ = [
     "MountTable",
     "Signature",
     "SubprocessRunner",
+    "VolumeCondition",
+    "assess_mount",
     "bind_block_device",
     "bind_mount",
+    "block_condition",
+    "block_device_size",
     "canonical_path",
     "check_mounted",
     "classify_blkid",
     "device_number",
     "ensure_filesystem",
+    "filesystem_condition",
+    "filesystem_usage",
     "mkfs_command",
     "mount_filesystem",
     "needs_format",
@@ -85,4 +96,5 @@ __all__ = [
     "remove_target",
     "unescape",
     "unmount",
+    "usage_from_statvfs",
 ]
