@@ -15,7 +15,8 @@ from rds_csi.clock import ManualClock
 from rds_csi.nvme import Connection, FabricsTarget, HostIdentity, NamespaceResolver, NvmeConnector
 from tests.nvme_sysfs import FakeNvmeKernel, SysfsTree, Target
 
-pytestmark = pytest.mark.root  # device nodes (mknod) for the readiness check
+# Device nodes (mknod) for the readiness check; rds_csi.nvme loads the native scanner and ioctls.
+pytestmark = [pytest.mark.root, pytest.mark.native]
 
 PREFIX = "nqn.2000-02.com.mikrotik:"
 NQN = PREFIX + "pvc-1"
@@ -43,9 +44,17 @@ def kernel(tree: SysfsTree) -> FakeNvmeKernel:
     return fake
 
 
+class SteppingClock(ManualClock):
+    """Virtual time for code polling on the test's own thread: a sleep moves the clock itself (a ManualClock's
+    sleep waits for another thread to advance it, and no other thread runs here)."""
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(seconds)
+
+
 @pytest.fixture
 def clock() -> ManualClock:
-    return ManualClock()
+    return SteppingClock()
 
 
 def make_connector(
@@ -190,7 +199,7 @@ def test_a_namespace_reading_size_zero_is_waited_for_until_it_has_its_size(
     kernel.namespace_size_on_connect = 0
     polls = []
 
-    class SizeArrives(ManualClock):
+    class SizeArrives(SteppingClock):
         def sleep(self, seconds: float) -> None:
             polls.append(seconds)
             if len(polls) == 3:  # the kernel finishes its namespace scan while we wait

@@ -20,6 +20,8 @@ from rds_csi.nvme.fabrics import (
     parse_connect_reply,
 )
 
+pytestmark = pytest.mark.native  # rds_csi.nvme loads the sysfs scanner and ioctls of rds_csi._native
+
 NQN = "nqn.2000-02.com.mikrotik:pvc-3f1c2a9e-8d1b-4c7e-9f00-1a2b3c4d5e6f"
 HOST = HostIdentity(
     "nqn.2014-08.org.nvmexpress:uuid:5b2c0e44-7a35-4d0a-9f51-3c4e1f0a7d21", "5b2c0e44-7a35-4d0a-9f51-3c4e1f0a7d21"

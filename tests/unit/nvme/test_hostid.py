@@ -13,6 +13,8 @@ import pytest
 from rds_csi import errors
 from rds_csi.nvme import HostId, HostIdOrigin, host_nqn_uuid, load_or_create_host_id, parse_host_id_file
 
+pytestmark = pytest.mark.native  # rds_csi.nvme loads the sysfs scanner and ioctls of rds_csi._native
+
 NQN_UUID = "4c4c4544-0037-3510-8052-b4c04f4e3832"
 UUID_NQN = f"nqn.2014-08.org.nvmexpress:uuid:{NQN_UUID}"
 VENDOR_NQN = "nqn.2014-08.com.example:host:worker-1"

@@ -18,6 +18,8 @@ from rds_csi.nvme import (
     uuid_host_nqn,
 )
 
+pytestmark = pytest.mark.native  # rds_csi.nvme loads the sysfs scanner and ioctls of rds_csi._native
+
 DMI_UUID = "4c4c4544-0037-3510-8052-b4c04f4e3832"
 RANDOM_UUID = uuid.UUID("0f923194-922a-4dd8-b376-c2c6ccb56dd8")
 VENDOR_NQN = "nqn.2014-08.com.example:host:worker-1"

@@ -8,6 +8,8 @@ import pytest
 
 from rds_csi.nvme import ReportSchedule
 
+pytestmark = pytest.mark.native  # rds_csi.nvme loads the sysfs scanner and ioctls of rds_csi._native
+
 
 def test_retry_delay_doubles_from_the_initial_backoff_up_to_the_cap() -> None:
     schedule = ReportSchedule(recheck_interval=300, initial_backoff=1, max_backoff=60)

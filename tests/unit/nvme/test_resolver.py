@@ -12,6 +12,8 @@ from rds_csi._native import SysfsScanner, available_sysfs_scanners
 from rds_csi.nvme import NamespaceResolver, ResolverStats, Uevent
 from tests.nvme_sysfs import SysfsTree
 
+pytestmark = pytest.mark.native  # rds_csi.nvme loads the sysfs scanner and ioctls of rds_csi._native
+
 NQN_A = "nqn.2000-02.com.mikrotik:pvc-a"
 NQN_B = "nqn.2000-02.com.mikrotik:pvc-b"
 
