@@ -504,6 +504,7 @@ def test_node_host_nqn_file_is_on_the_hosts_writable_etc_nvme(bundle: Bundle) ->
     config = effective_config(bundle, "node", address_for(bundle))
     directory, _, name = config.node.host_nqn_file.rpartition("/")
     assert name == "hostnqn"
+    assert config.node.host_id_file == f"{directory}/hostid"  # the pair lives together, on the same mount
     node = workload(bundle, "node")
     mount = mounts(plugin_container(node))[directory]
     assert not mount.get("readOnly", False)
