@@ -57,6 +57,22 @@ class FormatRefused(FailedPrecondition):
         self.reason = reason
 
 
+class MountConflict(FailedPrecondition):
+    """A mount target already shows something other than what was asked: another device, another directory."""
+
+    def __init__(self, target: str, detail: str) -> None:
+        super().__init__(f"{target} {detail}")
+        self.target = target
+
+
+class TargetBusy(FailedPrecondition):
+    """A mount could not be unmounted (or a target removed) because it is still in use."""
+
+    def __init__(self, target: str, detail: str) -> None:
+        super().__init__(f"{target} {detail}")
+        self.target = target
+
+
 class Aborted(RdsCsiError):
     """A conflicting operation is in progress; retry later."""
 

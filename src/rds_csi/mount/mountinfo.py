@@ -190,6 +190,15 @@ class MountTable:
         directory = _normalise(path)
         return tuple(entry for entry in self.entries if _is_at_or_under(entry.mount_point, directory))
 
+    def location(self, path: str | os.PathLike[str]) -> tuple[DeviceNumber, str] | None:
+        """Which directory of which file system ``path`` shows: (device, path inside that file system)."""
+        target = _normalise(path)
+        host = self.containing(target)
+        if host is None:
+            return None
+        relative = posixpath.relpath(target, host.mount_point)
+        return host.device, host.root if relative == "." else posixpath.join(host.root, relative)
+
     def binds_of(self, path: str | os.PathLike[str]) -> tuple[MountEntry, ...]:
         """The other mount points that show the same directory as ``path``: bind mounts of it, or it of them.
 
@@ -197,15 +206,11 @@ class MountTable:
         ``path`` need not be a mount point itself (a bind of a sub-directory shows that sub-directory as root).
         """
         target = _normalise(path)
-        host = self.containing(target)
-        if host is None:
+        location = self.location(target)
+        if location is None:
             return ()
-        relative = posixpath.relpath(target, host.mount_point)
-        root = host.root if relative == "." else posixpath.join(host.root, relative)
         return tuple(
-            entry
-            for entry in self.entries
-            if entry.device == host.device and entry.root == root and entry.mount_point != target
+            entry for entry in self.entries if (entry.device, entry.root) == location and entry.mount_point != target
         )
 
 

@@ -31,6 +31,12 @@ def test_a_blank_device_is_formatted_once_then_left_alone(loops: LoopDevices, fs
     assert device.digest() == formatted
 
 
+def test_ext_file_systems_reserve_no_blocks_for_root(loops: LoopDevices) -> None:
+    device = loops.create(64 * MiB)
+    ensure_filesystem(device.path, FsType.EXT4)
+    assert "Reserved block count:     0" in run("dumpe2fs", "-h", str(device.path)).splitlines()
+
+
 @pytest.mark.parametrize(
     ("existing", "requested", "size"),
     [
