@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,9 +106,10 @@ class Subsystem:
 class SysfsTree:
     """Subsystems, controllers and namespaces under ``root`` (the sysfs mount) as the kernel lays them out."""
 
-    def __init__(self, root: Path, *, multipath: bool = True) -> None:
+    def __init__(self, root: Path, *, multipath: bool = True, dev_root: Path | None = None) -> None:
         self.root = root
         self.multipath = multipath
+        self.dev_root = dev_root  # when set, block device nodes come and go there as devtmpfs makes them (root)
         self.subsystems: dict[int, Subsystem] = {}
         self.controllers: dict[int, Controller] = {}
         self._subsystem_ids = _Instances()
@@ -116,6 +118,8 @@ class SysfsTree:
         self._next_cntlid = 1
         for directory in ("class/nvme", "class/nvme-subsystem", "block"):
             (root / directory).mkdir(parents=True, exist_ok=True)
+        if dev_root is not None:
+            dev_root.mkdir(parents=True, exist_ok=True)
 
     # ---- paths ------------------------------------------------------------------------------------------------
 
@@ -220,8 +224,9 @@ class SysfsTree:
         _link(directory / "device", f"../../{controller.name}")
         _link(self.root / "block" / path, f"../devices/virtual/nvme-fabrics/ctl/{controller.name}/{path}")
 
-    @staticmethod
-    def _write_block(directory: Path, namespace: Namespace) -> None:
+    def _write_block(self, directory: Path, namespace: Namespace) -> None:
+        if self.dev_root is not None:
+            os.mknod(self.dev_root / namespace.name, stat.S_IFBLK | 0o600, os.makedev(NAMESPACE_MAJOR, namespace.minor))
         _attributes(
             directory,
             {
@@ -233,11 +238,20 @@ class SysfsTree:
             },
         )
 
-    def connect(self, nqn: str, *, size_bytes: int = 1 << 30, paths: int = 1, **controller: str | int) -> Subsystem:
+    def connect(
+        self,
+        nqn: str,
+        *,
+        size_bytes: int = 1 << 30,
+        paths: int = 1,
+        traddr: str = "10.0.0.5",
+        trsvcid: int = 4420,
+        state: str = "live",
+    ) -> Subsystem:
         """One connected subsystem: its controllers (``paths``) and one namespace of ``size_bytes``."""
         subsystem = next((s for s in self.subsystems.values() if s.nqn == nqn), None) or self.add_subsystem(nqn)
         for _ in range(paths):
-            self.add_controller(subsystem, **controller)  # type: ignore[arg-type]
+            self.add_controller(subsystem, traddr=traddr, trsvcid=trsvcid, state=state)
         if not subsystem.namespaces:
             self.add_namespace(subsystem, size_bytes)
         return subsystem
@@ -267,7 +281,7 @@ class SysfsTree:
                 link.unlink()
         if not self.multipath and not subsystem.controllers:
             for namespace in subsystem.namespaces:
-                (self.root / "block" / namespace.name).unlink()
+                self._drop_block(namespace)
         (self.subsystem_dir(subsystem.instance) / controller.name).unlink()
         (self.root / "class/nvme" / controller.name).unlink()
         shutil.rmtree(self.controller_dir(instance))
@@ -282,10 +296,15 @@ class SysfsTree:
         if instance in self.subsystems:  # it had no controller
             self._drop_subsystem(subsystem)
 
+    def _drop_block(self, namespace: Namespace) -> None:
+        (self.root / "block" / namespace.name).unlink()
+        if self.dev_root is not None:
+            (self.dev_root / namespace.name).unlink()
+
     def _drop_subsystem(self, subsystem: Subsystem) -> None:
         if self.multipath:
             for namespace in subsystem.namespaces:
-                (self.root / "block" / namespace.name).unlink()
+                self._drop_block(namespace)
         (self.root / "class/nvme-subsystem" / subsystem.name).unlink()
         shutil.rmtree(self.subsystem_dir(subsystem.instance))
         del self.subsystems[subsystem.instance]
@@ -310,7 +329,8 @@ class FakeNvmeKernel:
         self.connects: list[str] = []  # every option string written
         self.flushed: list[str] = []
         self.deleted: list[str] = []
-        self.flush_error: int | None = None  # errno the next flushes fail with
+        self.flush_error: int | None = None  # errno the write-backs fail with
+        self.held: set[str] = set()  # block devices in use (mounted): an exclusive open fails with EBUSY
         self.namespace_size_on_connect: int | None = None  # e.g. 0: the namespace reads 0 until set_size
 
     def export(self, target: Target) -> None:
@@ -357,16 +377,21 @@ class FakeNvmeKernel:
             self.tree.add_namespace(subsystem, size)
         return f"instance={controller.instance},cntlid={controller.cntlid}\n"
 
-    def delete_controller(self, controller: str) -> None:
+    def delete_controller(self, controller: str, nqn: str) -> bool:
         instance = int(controller.removeprefix("nvme"))
-        if instance not in self.tree.controllers:
-            raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))
+        known = self.tree.controllers.get(instance)
+        if known is None or self.tree.subsystems[known.subsystem].nqn != nqn:
+            return False
         self.deleted.append(controller)
         self.tree.remove_controller(instance)
+        return True
 
-    def flush(self, device: str) -> None:
-        if self.flush_error is not None:
-            raise OSError(self.flush_error, os.strerror(self.flush_error))
+    def flush(self, device: str, *, write_back: bool) -> None:
         if not (self.tree.root / "block" / device).exists():
             raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))
-        self.flushed.append(device)
+        if device in self.held:
+            raise OSError(errno.EBUSY, os.strerror(errno.EBUSY))
+        if write_back:
+            if self.flush_error is not None:
+                raise OSError(self.flush_error, os.strerror(self.flush_error))
+            self.flushed.append(device)

@@ -20,6 +20,16 @@ from rds_csi.attach.decisions import (
 )
 from rds_csi.csi.proto import csi_pb2
 from rds_csi.netaddr import is_host
+from rds_csi.nvme import (
+    ADDRESS_KEY,
+    CTRL_LOSS_TMO_KEY,
+    CTRL_LOSS_TMO_RANGE,
+    KEEP_ALIVE_TMO_KEY,
+    KEEP_ALIVE_TMO_RANGE,
+    PORT_KEY,
+    RECONNECT_DELAY_KEY,
+    RECONNECT_DELAY_RANGE,
+)
 from rds_csi.routeros.units import round_up_allocation
 
 GiB = 1 << 30
@@ -41,13 +51,14 @@ MULTI_NODE_BLOCK_MODES = frozenset({_Mode.MULTI_NODE_MULTI_WRITER})
 SUPPORTED_FS_TYPES = ("ext4", "xfs", "ext3")
 DEFAULT_FS_TYPE = "ext4"
 
-# StorageClass parameter keys (camelCase, as the Go driver spelled them: existing StorageClasses carry over).
+# StorageClass parameter keys (camelCase, as the Go driver spelled them: existing StorageClasses carry over). Those
+# the node connects with are copied into volume_context under the same name: the node's reader owns them.
 PARAM_VOLUME_PATH = "volumePath"
-PARAM_NVME_ADDRESS = "nvmeAddress"
-PARAM_NVME_PORT = "nvmePort"
-PARAM_CTRL_LOSS_TMO = "ctrlLossTmo"
-PARAM_RECONNECT_DELAY = "reconnectDelay"
-PARAM_KEEP_ALIVE_TMO = "keepAliveTmo"
+PARAM_NVME_ADDRESS = ADDRESS_KEY
+PARAM_NVME_PORT = PORT_KEY
+PARAM_CTRL_LOSS_TMO = CTRL_LOSS_TMO_KEY
+PARAM_RECONNECT_DELAY = RECONNECT_DELAY_KEY
+PARAM_KEEP_ALIVE_TMO = KEEP_ALIVE_TMO_KEY
 PARAM_MIGRATION_TIMEOUT = MIGRATION_TIMEOUT_KEY
 PARAM_FENCING = "fencing"
 KNOWN_PARAMS = frozenset(
@@ -103,19 +114,13 @@ class VolumeParameters:
     pvc_namespace: str | None = None
 
 
-# Defaults of the connection parameters; the node applies the same ones to a volume_context that lacks a key.
-DEFAULT_NVME_PORT = 4420
-DEFAULT_CTRL_LOSS_TMO = -1
-DEFAULT_RECONNECT_DELAY = 5
-
-
 @dataclass(frozen=True, slots=True)
 class ParameterDefaults:
     volume_path: str
     nvme_address: str
-    nvme_port: int = DEFAULT_NVME_PORT
-    ctrl_loss_tmo: int = DEFAULT_CTRL_LOSS_TMO
-    reconnect_delay: int = DEFAULT_RECONNECT_DELAY
+    nvme_port: int = 4420
+    ctrl_loss_tmo: int = -1
+    reconnect_delay: int = 5
     migration_timeout_seconds: int = int(DEFAULT_MIGRATION_TIMEOUT)
 
 
@@ -184,19 +189,16 @@ def validate_capabilities(capabilities: Iterable[csi_pb2.VolumeCapability]) -> C
     return CapabilitySummary(frozenset(access_types), frozenset(modes), next(iter(fs_types), None))
 
 
-def int_param(
-    params: Mapping[str, str], key: str, default: int, low: int, high: int, *, what: str = "parameter"
-) -> int:
-    """``params[key]`` as an integer in ``low..high`` (``default`` when absent); ``what`` names the map in errors."""
+def _int_param(params: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
     raw = params.get(key)
     if raw is None:
         return default
     try:
         value = int(raw.strip())
     except ValueError:
-        raise errors.InvalidArgument(f"{what} {key}={raw!r}: must be an integer") from None
+        raise errors.InvalidArgument(f"parameter {key}={raw!r}: must be an integer") from None
     if not low <= value <= high:
-        raise errors.InvalidArgument(f"{what} {key}={raw!r}: must be between {low} and {high}")
+        raise errors.InvalidArgument(f"parameter {key}={raw!r}: must be between {low} and {high}")
     return value
 
 
@@ -207,41 +209,11 @@ def _bool_param(params: Mapping[str, str], key: str) -> bool:
     return raw == "true"
 
 
-def address_param(raw: str, what: str = "parameter") -> str:
+def _address_param(raw: str) -> str:
     host = raw.strip()
     if not is_host(host):
-        raise errors.InvalidArgument(f"{what} {PARAM_NVME_ADDRESS}={raw!r}: not a host name or IP address")
+        raise errors.InvalidArgument(f"parameter {PARAM_NVME_ADDRESS}={raw!r}: not a host name or IP address")
     return host
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionSettings:
-    """How a node connects to a volume's target: the StorageClass's choice, frozen into volume_context."""
-
-    port: int
-    ctrl_loss_tmo: int
-    reconnect_delay: int
-    keep_alive_tmo: int | None
-
-
-def connection_settings(
-    params: Mapping[str, str],
-    *,
-    port: int = DEFAULT_NVME_PORT,
-    ctrl_loss_tmo: int = DEFAULT_CTRL_LOSS_TMO,
-    reconnect_delay: int = DEFAULT_RECONNECT_DELAY,
-    what: str = "parameter",
-) -> ConnectionSettings:
-    """The connection keys of a StorageClass (at create) or of a volume_context (at stage), one rule for both."""
-    keep_alive_raw = params.get(PARAM_KEEP_ALIVE_TMO)
-    return ConnectionSettings(
-        port=int_param(params, PARAM_NVME_PORT, port, 1, 65535, what=what),
-        ctrl_loss_tmo=int_param(params, PARAM_CTRL_LOSS_TMO, ctrl_loss_tmo, -1, 86400, what=what),
-        reconnect_delay=int_param(params, PARAM_RECONNECT_DELAY, reconnect_delay, 1, 3600, what=what),
-        keep_alive_tmo=None
-        if keep_alive_raw is None
-        else int_param(params, PARAM_KEEP_ALIVE_TMO, 0, 1, 3600, what=what),
-    )
 
 
 def _volume_path_param(raw: str, base: str) -> str:
@@ -265,20 +237,17 @@ def parse_parameters(params: Mapping[str, str], defaults: ParameterDefaults) -> 
     fstype = params.get(FSTYPE_KEY)
     if fstype is not None and fstype.lower() not in SUPPORTED_FS_TYPES:
         raise errors.InvalidArgument(f"parameter {FSTYPE_KEY}={fstype!r}: use one of {', '.join(SUPPORTED_FS_TYPES)}")
-    connection = connection_settings(
-        params,
-        port=defaults.nvme_port,
-        ctrl_loss_tmo=defaults.ctrl_loss_tmo,
-        reconnect_delay=defaults.reconnect_delay,
-    )
+    keep_alive_raw = params.get(PARAM_KEEP_ALIVE_TMO)
     return VolumeParameters(
         volume_path=_volume_path_param(params.get(PARAM_VOLUME_PATH, defaults.volume_path), defaults.volume_path),
-        nvme_address=address_param(params.get(PARAM_NVME_ADDRESS, defaults.nvme_address)),
-        nvme_port=connection.port,
-        ctrl_loss_tmo=connection.ctrl_loss_tmo,
-        reconnect_delay=connection.reconnect_delay,
-        keep_alive_tmo=connection.keep_alive_tmo,
-        migration_timeout_seconds=int_param(
+        nvme_address=_address_param(params.get(PARAM_NVME_ADDRESS, defaults.nvme_address)),
+        nvme_port=_int_param(params, PARAM_NVME_PORT, defaults.nvme_port, 1, 65535),
+        ctrl_loss_tmo=_int_param(params, PARAM_CTRL_LOSS_TMO, defaults.ctrl_loss_tmo, *CTRL_LOSS_TMO_RANGE),
+        reconnect_delay=_int_param(params, PARAM_RECONNECT_DELAY, defaults.reconnect_delay, *RECONNECT_DELAY_RANGE),
+        keep_alive_tmo=(
+            None if keep_alive_raw is None else _int_param(params, PARAM_KEEP_ALIVE_TMO, 0, *KEEP_ALIVE_TMO_RANGE)
+        ),
+        migration_timeout_seconds=_int_param(
             # A StorageClass out of range is refused (the volume_context reader clamps: a PV may be hand-edited).
             params,
             PARAM_MIGRATION_TIMEOUT,
