@@ -1,34 +1,23 @@
 """Pure validation of CSI Node requests: protobuf in, a ``rds_csi.node`` value object out, or ``InvalidArgument``
 naming the field to fix.
 
-The connection keys of volume_context are read with the same rules (and defaults) the controller used when it
-froze them there at CreateVolume.
+The connection keys of volume_context are read by ``rds_csi.nvme``'s one reader, with the bounds the controller
+checked when it froze them there at CreateVolume.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
 
 from rds_csi import errors
-from rds_csi.csi.controller import CONTEXT_NQN
 from rds_csi.csi.proto import csi_pb2
-from rds_csi.csi.validation import (
-    PARAM_NVME_ADDRESS,
-    AccessType,
-    address_param,
-    connection_settings,
-    require,
-    validate_capabilities,
-    validate_volume_name,
-)
+from rds_csi.csi.validation import AccessType, require, validate_capabilities, validate_volume_name
+from rds_csi.mount import FsType, parse_mount_flags
 from rds_csi.node.requests import (
     Access,
     BlockAccess,
-    ExpandVolume,
     MountAccess,
-    NvmeTarget,
     PublishVolume,
     StageVolume,
     UnpublishVolume,
@@ -36,12 +25,9 @@ from rds_csi.node.requests import (
     VolumeStatsQuery,
 )
 from rds_csi.nqn import show_rejected, validate_nqn
+from rds_csi.nvme import NQN_KEY, FabricsTarget, target_from_volume_context
 
 PATH_MAX_BYTES = 4095
-# One mount option per flag, as the kubelet passes a PV's mountOptions: no separators that could smuggle others in.
-_MOUNT_FLAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:=/@+-]*")
-# Options that change what mount(8) does rather than how the filesystem is mounted.
-_OPERATION_FLAGS = frozenset({"bind", "rbind", "remount", "move", "make-shared", "make-private", "make-slave"})
 
 
 def node_path(raw: str, field: str) -> Path:
@@ -64,15 +50,11 @@ def node_access(capability: csi_pb2.VolumeCapability, field: str = "volume_capab
     if AccessType.BLOCK in summary.access_types:
         return BlockAccess()
     assert summary.fs_type is not None  # a mount capability always has one (ext4 by default)
-    flags = tuple(capability.mount.mount_flags)
-    for flag in flags:
-        if not _MOUNT_FLAG_RE.fullmatch(flag):
-            raise errors.InvalidArgument(
-                f"{field}.mount.mount_flags: {show_rejected(flag)} is not a single mount option"
-            )
-        if flag in _OPERATION_FLAGS:
-            raise errors.InvalidArgument(f"{field}.mount.mount_flags: {flag!r} is not a filesystem option")
-    return MountAccess(fs_type=summary.fs_type, mount_flags=flags)
+    try:
+        options = parse_mount_flags(capability.mount.mount_flags)
+    except errors.InvalidArgument as refused:
+        raise errors.InvalidArgument(f"{field}.mount.mount_flags: {refused.message}") from None
+    return MountAccess(fs_type=FsType.parse(summary.fs_type), options=options)
 
 
 def _required_capability(request: object, field: str = "volume_capability") -> Access:
@@ -86,18 +68,18 @@ def _volume_id(raw: str) -> str:
 
 
 def _target_nqn(publish_context: Mapping[str, str], volume_context: Mapping[str, str], managed_prefix: str) -> str:
-    published = publish_context.get(CONTEXT_NQN)
-    created = volume_context.get(CONTEXT_NQN)
+    published = publish_context.get(NQN_KEY)
+    created = volume_context.get(NQN_KEY)
     if not published and not created:
         raise errors.InvalidArgument(
-            f"volume_context.{CONTEXT_NQN} is required (the controller writes it at CreateVolume; "
+            f"volume_context {NQN_KEY} is required (the controller writes it at CreateVolume; "
             "a hand-made PV must carry it)"
         )
     if published and created and published != created:
         raise errors.InvalidArgument(
-            f"publish_context.{CONTEXT_NQN} {published!r} and volume_context.{CONTEXT_NQN} {created!r} disagree"
+            f"publish_context {NQN_KEY} {published!r} and volume_context {NQN_KEY} {created!r} disagree"
         )
-    field = f"publish_context.{CONTEXT_NQN}" if published else f"volume_context.{CONTEXT_NQN}"
+    field = f"publish_context {NQN_KEY}" if published else f"volume_context {NQN_KEY}"
     nqn = validate_nqn(published or created, field)
     if not nqn.startswith(managed_prefix):
         raise errors.InvalidArgument(
@@ -108,20 +90,10 @@ def _target_nqn(publish_context: Mapping[str, str], volume_context: Mapping[str,
 
 def nvme_target(
     publish_context: Mapping[str, str], volume_context: Mapping[str, str], managed_prefix: str
-) -> NvmeTarget:
+) -> FabricsTarget:
+    """The connect target: the NQN the controller published (or froze at create), the rest from volume_context."""
     nqn = _target_nqn(publish_context, volume_context, managed_prefix)
-    address = volume_context.get(PARAM_NVME_ADDRESS)
-    if not address:
-        raise errors.InvalidArgument(f"volume_context.{PARAM_NVME_ADDRESS} is required")
-    settings = connection_settings(volume_context, what="volume_context")
-    return NvmeTarget(
-        nqn=nqn,
-        address=address_param(address, "volume_context"),
-        port=settings.port,
-        ctrl_loss_tmo=settings.ctrl_loss_tmo,
-        reconnect_delay=settings.reconnect_delay,
-        keep_alive_tmo=settings.keep_alive_tmo,
-    )
+    return target_from_volume_context({**volume_context, NQN_KEY: nqn})
 
 
 def parse_stage(request: csi_pb2.NodeStageVolumeRequest, managed_prefix: str) -> StageVolume:
@@ -158,27 +130,19 @@ def _optional_path(raw: str, field: str) -> Path | None:
     return node_path(raw, field) if raw else None
 
 
+def _volume_path(raw: str) -> Path:
+    """Stats name a volume by where it is: a path that cannot be one is NOT_FOUND, as csi-sanity
+    expects of ``some/path``; only a missing path is the caller's error."""
+    require(raw, "volume_path")
+    try:
+        return node_path(raw, "volume_path")
+    except errors.InvalidArgument as unusable:
+        raise errors.NotFound(f"{unusable.message}: no volume is there") from None
+
+
 def parse_stats(request: csi_pb2.NodeGetVolumeStatsRequest) -> VolumeStatsQuery:
     return VolumeStatsQuery(
         volume_id=_volume_id(request.volume_id),
-        volume_path=node_path(request.volume_path, "volume_path"),
+        volume_path=_volume_path(request.volume_path),
         staging_path=_optional_path(request.staging_target_path, "staging_target_path"),
-    )
-
-
-def parse_expand(request: csi_pb2.NodeExpandVolumeRequest) -> ExpandVolume:
-    volume_id = _volume_id(request.volume_id)
-    volume_path = node_path(request.volume_path, "volume_path")
-    required = request.capacity_range.required_bytes if request.HasField("capacity_range") else 0
-    limit = request.capacity_range.limit_bytes if request.HasField("capacity_range") else 0
-    if required < 0 or limit < 0:
-        raise errors.InvalidArgument("capacity_range: required_bytes and limit_bytes must not be negative")
-    if limit and required > limit:
-        raise errors.InvalidArgument(f"capacity_range: required_bytes {required} exceeds limit_bytes {limit}")
-    return ExpandVolume(
-        volume_id=volume_id,
-        volume_path=volume_path,
-        staging_path=_optional_path(request.staging_target_path, "staging_target_path"),
-        required_bytes=required,
-        access=node_access(request.volume_capability) if request.HasField("volume_capability") else None,
     )

@@ -9,25 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-
-@dataclass(frozen=True, slots=True)
-class NvmeTarget:
-    """Where a volume's namespace is served and how the kernel should hold on to it (all from volume_context)."""
-
-    nqn: str
-    address: str
-    port: int
-    ctrl_loss_tmo: int  # seconds; -1: reconnect forever
-    reconnect_delay: int  # seconds
-    keep_alive_tmo: int | None  # seconds; None: the kernel's default
+from rds_csi.mount import NO_OPTIONS, FsType, MountOptions, VolumeCondition
+from rds_csi.nvme import FabricsTarget
 
 
 @dataclass(frozen=True, slots=True)
 class MountAccess:
-    """A filesystem volume: the device is formatted (only when blank) and mounted."""
+    """A filesystem volume: the device is formatted (only when blank) and mounted with ``options``."""
 
-    fs_type: str
-    mount_flags: tuple[str, ...] = ()
+    fs_type: FsType
+    options: MountOptions = NO_OPTIONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +33,7 @@ Access = MountAccess | BlockAccess
 class StageVolume:
     volume_id: str
     staging_path: Path
-    target: NvmeTarget
+    target: FabricsTarget
     access: Access
 
 
@@ -72,21 +63,6 @@ class VolumeStatsQuery:
     volume_id: str
     volume_path: Path  # a publish target or the staging path
     staging_path: Path | None
-
-
-@dataclass(frozen=True, slots=True)
-class ExpandVolume:
-    volume_id: str
-    volume_path: Path
-    staging_path: Path | None
-    required_bytes: int  # 0: whatever the storage now holds
-    access: Access | None  # None when the CO did not send a capability
-
-
-@dataclass(frozen=True, slots=True)
-class VolumeCondition:
-    abnormal: bool
-    message: str
 
 
 @dataclass(frozen=True, slots=True)

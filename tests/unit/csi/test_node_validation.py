@@ -12,7 +12,6 @@ from rds_csi import errors
 from rds_csi.csi.node_validation import (
     node_access,
     node_path,
-    parse_expand,
     parse_publish,
     parse_stage,
     parse_stats,
@@ -20,7 +19,9 @@ from rds_csi.csi.node_validation import (
     parse_unstage,
 )
 from rds_csi.csi.proto import csi_pb2
-from rds_csi.node import BlockAccess, MountAccess, NvmeTarget
+from rds_csi.mount import FsType, parse_mount_flags
+from rds_csi.node import BlockAccess, MountAccess
+from rds_csi.nvme import FabricsTarget
 
 PREFIX = "nqn.2000-02.com.mikrotik:"
 NQN = PREFIX + "pvc-1"
@@ -70,16 +71,21 @@ def test_stage_request_becomes_the_target_the_controller_froze_into_volume_conte
     stage = parse_stage(stage_request(), PREFIX)
     assert stage.volume_id == "pvc-1"
     assert stage.staging_path == Path("/var/lib/kubelet/plugins/kubernetes.io/csi/rds.csi.srvlab.io/ab12/globalmount")
-    assert stage.target == NvmeTarget(
+    assert stage.target == FabricsTarget(
         nqn=NQN, address="10.0.0.5", port=4420, ctrl_loss_tmo=-1, reconnect_delay=5, keep_alive_tmo=15
     )
-    assert stage.access == MountAccess("xfs")
+    assert stage.access == MountAccess(FsType.XFS)
 
 
-def test_stage_of_a_volume_context_without_optional_keys_takes_the_storage_class_defaults() -> None:
+def test_stage_of_a_hand_made_volume_context_leaves_unset_timeouts_to_the_kernel() -> None:
     context = {"nvmeAddress": "10.0.0.5", "nqn": NQN}
     target = parse_stage(stage_request(volume_context=context, publish_context={}), PREFIX).target
-    assert (target.port, target.ctrl_loss_tmo, target.reconnect_delay, target.keep_alive_tmo) == (4420, -1, 5, None)
+    assert (target.port, target.ctrl_loss_tmo, target.reconnect_delay, target.keep_alive_tmo) == (
+        4420,
+        None,
+        None,
+        None,
+    )
 
 
 @pytest.mark.parametrize(
@@ -91,22 +97,23 @@ def test_stage_of_a_volume_context_without_optional_keys_takes_the_storage_class
         ({"staging_target_path": "relative/dir"}, "staging_target_path"),
         ({"staging_target_path": "/a/../b"}, "staging_target_path"),
         ({"volume_capability": None}, "volume_capability"),
-        ({"volume_context": {"nvmeAddress": "10.0.0.5"}, "publish_context": {}}, "volume_context.nqn"),
-        ({"volume_context": {"nqn": NQN}}, "volume_context.nvmeAddress"),
+        ({"volume_context": {"nvmeAddress": "10.0.0.5"}, "publish_context": {}}, "volume_context nqn"),
+        ({"volume_context": {"nqn": NQN}}, "volume_context nvmeAddress"),
         ({"volume_context": {**CONTEXT, "nvmeAddress": "10.0.0.5;reboot"}}, "nvmeAddress"),
         ({"volume_context": {**CONTEXT, "nvmePort": "0"}}, "nvmePort"),
         ({"volume_context": {**CONTEXT, "ctrlLossTmo": "soon"}}, "ctrlLossTmo"),
         ({"volume_context": {**CONTEXT, "reconnectDelay": "0"}}, "reconnectDelay"),
         ({"volume_context": {**CONTEXT, "keepAliveTmo": "9999"}}, "keepAliveTmo"),
-        ({"publish_context": {"nqn": "not-an-nqn"}}, "publish_context.nqn"),
+        ({"publish_context": {"nqn": "not-an-nqn"}}, "publish_context nqn"),
         ({"publish_context": {"nqn": PREFIX + "pvc-2"}}, "disagree"),
         (
             {"publish_context": {}, "volume_context": {**CONTEXT, "nqn": "nqn.2014-08.org.example:boot"}},
             "outside the managed prefix",
         ),
         ({"volume_capability": mount_cap("btrfs")}, "volume_capability"),
-        ({"volume_capability": mount_cap("ext4", ("noatime,dev",))}, "mount_flags"),
+        ({"volume_capability": mount_cap("ext4", ("noatime dev",))}, "mount_flags"),
         ({"volume_capability": mount_cap("ext4", ("remount",))}, "mount_flags"),
+        ({"volume_capability": mount_cap("ext4", ("journal_path=/dev/sda",))}, "mount_flags"),
         ({"volume_capability": mount_cap(mode=Mode.MULTI_NODE_MULTI_WRITER)}, "volume_capability"),
     ],
 )
@@ -120,8 +127,10 @@ def test_bad_stage_requests_are_invalid_argument_naming_the_field(overrides: dic
     assert field in invalid.value.message
 
 
-def test_capabilities_become_mount_with_flags_or_block() -> None:
-    assert node_access(mount_cap("", ("noatime", "discard"))) == MountAccess("ext4", ("noatime", "discard"))
+def test_capabilities_become_mount_with_parsed_flags_or_block() -> None:
+    assert node_access(mount_cap("", ("noatime", "discard"))) == MountAccess(
+        FsType.EXT4, parse_mount_flags(["noatime", "discard"])
+    )
     assert node_access(block_cap(Mode.MULTI_NODE_MULTI_WRITER)) == BlockAccess()
 
 
@@ -164,8 +173,6 @@ def test_publish_needs_both_paths_distinct_and_keeps_readonly() -> None:
         (csi_pb2.NodeUnstageVolumeRequest(volume_id="pvc-1"), "staging_target_path"),
         (csi_pb2.NodeGetVolumeStatsRequest(volume_path="/t"), "volume_id"),
         (csi_pb2.NodeGetVolumeStatsRequest(volume_id="pvc-1"), "volume_path"),
-        (csi_pb2.NodeExpandVolumeRequest(volume_path="/t"), "volume_id"),
-        (csi_pb2.NodeExpandVolumeRequest(volume_id="pvc-1"), "volume_path"),
     ],
 )
 def test_missing_fields_of_the_other_node_calls_are_named(request_: Any, field: str) -> None:
@@ -173,37 +180,27 @@ def test_missing_fields_of_the_other_node_calls_are_named(request_: Any, field: 
         csi_pb2.NodeUnpublishVolumeRequest: parse_unpublish,
         csi_pb2.NodeUnstageVolumeRequest: parse_unstage,
         csi_pb2.NodeGetVolumeStatsRequest: parse_stats,
-        csi_pb2.NodeExpandVolumeRequest: parse_expand,
     }
     parse = parsers[type(request_)]
     with pytest.raises(errors.InvalidArgument, match=field):
         parse(request_)
 
 
-def test_stats_and_expand_take_the_staging_path_when_the_kubelet_sends_it() -> None:
+def test_stats_take_the_staging_path_when_the_kubelet_sends_it() -> None:
     stats = parse_stats(csi_pb2.NodeGetVolumeStatsRequest(volume_id="pvc-1", volume_path="/t"))
     assert stats.staging_path is None
-    expand = parse_expand(
-        csi_pb2.NodeExpandVolumeRequest(
-            volume_id="pvc-1",
-            volume_path="/t",
-            staging_target_path="/s",
-            capacity_range=csi_pb2.CapacityRange(required_bytes=2 << 30),
-            volume_capability=mount_cap("xfs"),
-        )
+    stats = parse_stats(
+        csi_pb2.NodeGetVolumeStatsRequest(volume_id="pvc-1", volume_path="/t", staging_target_path="/s")
     )
-    assert (expand.staging_path, expand.required_bytes, expand.access) == (Path("/s"), 2 << 30, MountAccess("xfs"))
-
-
-def test_expand_with_an_impossible_range_is_invalid_argument() -> None:
-    request = csi_pb2.NodeExpandVolumeRequest(
-        volume_id="pvc-1", volume_path="/t", capacity_range=csi_pb2.CapacityRange(required_bytes=3, limit_bytes=2)
-    )
-    with pytest.raises(errors.InvalidArgument, match="limit_bytes"):
-        parse_expand(request)
+    assert stats.staging_path == Path("/s")
 
 
 @pytest.mark.parametrize("raw", ["/ok\0no", "/" + "x" * 5000])
 def test_unusable_paths_are_refused(raw: str) -> None:
     with pytest.raises(errors.InvalidArgument, match="target_path"):
         node_path(raw, "target_path")
+
+
+def test_a_volume_path_that_cannot_be_a_volume_is_not_found() -> None:
+    with pytest.raises(errors.NotFound, match="some/path"):
+        parse_stats(csi_pb2.NodeGetVolumeStatsRequest(volume_id="pvc-1", volume_path="some/path"))
