@@ -10,6 +10,7 @@
   idempotent mount operations through mount(2)/umount2(2) (see ``rds_csi.mount.kernel`` for why not mount(8)).
 - ``filesystem_usage(path)`` (statvfs bytes and inodes), ``block_device_size(device)`` (BLKGETSIZE64).
 - ``filesystem_condition`` / ``block_condition`` -> ``VolumeCondition``: read-only, vanished, stale, not answering.
+- ``grow_filesystem(device, mount_path)`` -> ``GrowResult``: online resize2fs / xfs_growfs, then the sizes measured.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from rds_csi.mount.format import (
     needs_format,
     probe_device,
 )
+from rds_csi.mount.grow import GROW_TIMEOUT_SECONDS, GrowResult, grow_command, grow_filesystem
 from rds_csi.mount.host import HOST, HostPaths
 from rds_csi.mount.mounter import (
     bind_block_device,
@@ -53,6 +55,7 @@ from rds_csi.mount.runner import TOOL_ENVIRONMENT, CommandRunner, CommandTimeout
 from rds_csi.mount.stats import FilesystemUsage, block_device_size, filesystem_usage, usage_from_statvfs
 
 __all__ = [
+    "GROW_TIMEOUT_SECONDS",
     "HOST",
     "MKFS_TIMEOUT_SECONDS",
     "NO_OPTIONS",
@@ -66,6 +69,7 @@ __all__ = [
     "FilesystemUsage",
     "FormatOutcome",
     "FsType",
+    "GrowResult",
     "HostPaths",
     "MountEntry",
     "MountOptions",
@@ -85,6 +89,8 @@ __all__ = [
     "ensure_filesystem",
     "filesystem_condition",
     "filesystem_usage",
+    "grow_command",
+    "grow_filesystem",
     "mkfs_command",
     "mount_filesystem",
     "needs_format",

@@ -2,7 +2,9 @@
 
 Abnormal when
 - the file system went read-only while it should be writable (after errors: ``ro`` or ``emergency_ro`` in the
-  super options; or remounted read-only),
+  super options; or remounted read-only), or ext4 recorded errors: some kernels (6.1 for one) turn an ext4
+  read-only after an error without showing it in mountinfo or statvfs, and ``/sys/fs/ext4/<dev>/errors_count`` is
+  then the only sign,
 - the device under it vanished: the mount's source node is gone from ``/dev`` (or now names another device), or
   its major:minor is gone from ``/sys/dev/block``,
 - the mount is stale: it uses another major:minor than the volume's device has now (renumbered after a
@@ -77,6 +79,18 @@ def _device_problems(source: str, number: DeviceNumber, paths: HostPaths) -> lis
     return problems
 
 
+_EXT_TYPES = frozenset({"ext2", "ext3", "ext4"})
+
+
+def _ext4_error_count(number: DeviceNumber, paths: HostPaths) -> int:
+    # The kernel names the device's directories after its name (nvme1n1), found through its sysfs link.
+    name = os.path.basename(os.path.realpath(paths.sysfs_block_device(number)))
+    try:
+        return int((paths.sys / "fs" / "ext4" / name / "errors_count").read_text())
+    except (OSError, ValueError):
+        return 0
+
+
 def filesystem_condition(
     mount_path: Path,
     *,
@@ -91,6 +105,8 @@ def filesystem_condition(
         return VolumeCondition(True, f"nothing is mounted at {where}")
     problems = list(assess_mount(entry, expected_device=expected_device, readonly_expected=readonly_expected))
     problems += _device_problems(entry.source, entry.device, paths)
+    if entry.fs_type in _EXT_TYPES and (count := _ext4_error_count(entry.device, paths)):
+        problems.append(f"ext4 has recorded {count} error(s) since it was last checked")
     try:
         os.statvfs(where)
     except OSError as exc:

@@ -10,12 +10,12 @@ for us, the two-step read-only bind and option-name translation, is a few lines 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 UMOUNT_NOFOLLOW = 8
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+# The interpreter's own symbol table holds libc's mount/umount2 (no ldconfig lookup at import).
+_libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 _libc.mount.restype = ctypes.c_int
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]

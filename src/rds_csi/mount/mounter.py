@@ -42,8 +42,9 @@ _PROC_SELF_FD = "/proc/self/fd"
 # Enough for any stack the node makes (one mount per target); more means something else is mounting there.
 _MAX_STACKED_UNMOUNTS = 8
 # Kernel answers that describe the device or the request rather than a broken node.
-_PRECONDITION_ERRNOS = frozenset({errno.EBUSY, errno.EROFS, errno.EINVAL, errno.ENOENT, errno.ENXIO, errno.ENOTBLK})
-_PRECONDITION_ERRNOS |= {errno.EUCLEAN}
+_PRECONDITION_ERRNOS = frozenset(
+    {errno.EBUSY, errno.EROFS, errno.EINVAL, errno.ENOENT, errno.ENXIO, errno.ENOTBLK, errno.EUCLEAN}
+)
 
 
 class _Kind(Enum):

@@ -93,6 +93,25 @@ def test_a_source_node_that_is_no_longer_a_device_is_abnormal(tmp_path: Path) ->
     assert filesystem_condition(mounted, paths=paths).message == "/dev/nvme1n1 is no longer a block device"
 
 
+def test_errors_recorded_by_ext4_in_sysfs_are_abnormal(tmp_path: Path) -> None:
+    mounted = tmp_path / "staging"
+    mounted.mkdir()
+    paths = host(tmp_path, [f"3140 27 259:3 / {mounted} rw - ext4 /dev/nvme1n1 rw,errors=remount-ro"], sys_devices=[])
+    device_dir = tmp_path / "sys" / "devices" / "virtual" / "nvme-subsystem" / "nvme-subsys1" / "nvme1n1"
+    device_dir.mkdir(parents=True)
+    (tmp_path / "sys" / "dev" / "block").mkdir(parents=True)
+    (tmp_path / "sys" / "dev" / "block" / "259:3").symlink_to(device_dir)
+    counter = tmp_path / "sys" / "fs" / "ext4" / "nvme1n1" / "errors_count"
+    counter.parent.mkdir(parents=True)
+    counter.write_text("0\n")
+    (tmp_path / "dev" / "nvme1n1").symlink_to("/dev/null")  # present; not a block device, which is reported too
+    assert filesystem_condition(mounted, paths=paths).message == "/dev/nvme1n1 is no longer a block device"
+    counter.write_text("3\n")
+    assert filesystem_condition(mounted, paths=paths).message.split("; ")[1] == (
+        "ext4 has recorded 3 error(s) since it was last checked"
+    )
+
+
 def test_a_present_mount_without_a_dev_source_is_healthy(tmp_path: Path) -> None:
     mounted = tmp_path / "scratch"
     mounted.mkdir()
