@@ -8,21 +8,35 @@ between listing and reading it.
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Iterable
 
 from rds_csi._native.sysfs_types import (
+    SECTOR_BYTES,
     NvmeController,
     NvmeNamespace,
     NvmeSubsystem,
     check_nqn,
     check_root,
     check_subsystem_name,
-    classify_controllers,
-    classify_namespaces,
-    make_namespace,
+    instance_key,
     sorted_subsystems,
 )
 
 _PAGE = 4096
+_CONTROLLER_NAME = re.compile(rb"nvme[0-9]+")
+# A namespace block device; a multipath head's hidden per-controller paths (nvmeNcMnK) and the generic char
+# devices (ngNnK) do not match.
+_NAMESPACE_NAME = re.compile(rb"nvme[0-9]+n[0-9]+")
+_DECIMAL = re.compile(r"[0-9]{1,19}")  # what fits the unsigned 64 bits the Cython module parses into
+
+
+def _classify(entries: Iterable[bytes], pattern: re.Pattern[bytes]) -> list[bytes]:
+    return sorted((e for e in entries if pattern.fullmatch(e)), key=instance_key)
+
+
+def _decimal(text: str | None) -> int | None:
+    return int(text) if text is not None and _DECIMAL.fullmatch(text) else None
 
 
 def _read(path: bytes) -> bytes | None:
@@ -61,13 +75,19 @@ def _controller(directory: bytes, name: bytes) -> NvmeController | None:
         transport=_text(base + b"transport") or "",
         address=_text(base + b"address") or "",
         host_nqn=_text(base + b"hostnqn") or "",
-        host_id=_text(base + b"hostid") or "",
     )
 
 
 def _namespace(directory: bytes, name: bytes) -> NvmeNamespace | None:
+    """A namespace from its ``size`` (sectors) and ``dev`` (``major:minor``); None unless both are valid, i.e. the
+    block device is registered (a size of 0 is valid: a namespace can read 0 right after a connect)."""
     base = directory + b"/" + name + b"/"
-    return make_namespace(name.decode(), _text(base + b"size"), _text(base + b"dev"))
+    sectors = _decimal(_text(base + b"size"))
+    major_text, colon, minor_text = (_text(base + b"dev") or "").partition(":")
+    major, minor = _decimal(major_text), _decimal(minor_text)
+    if sectors is None or not colon or major is None or minor is None:
+        return None
+    return NvmeNamespace(name.decode(), sectors * SECTOR_BYTES, major, minor)
 
 
 def _subsystem(root: bytes, name: bytes, wanted: bytes | None) -> NvmeSubsystem | None:
@@ -76,12 +96,12 @@ def _subsystem(root: bytes, name: bytes, wanted: bytes | None) -> NvmeSubsystem 
     if nqn is None or (wanted is not None and nqn != wanted):
         return None
     entries = _entries(directory)
-    controllers = [c for c in (_controller(directory, e) for e in classify_controllers(entries)) if c is not None]
-    namespaces = [n for n in (_namespace(directory, e) for e in classify_namespaces(entries)) if n is not None]
+    controllers = [c for c in (_controller(directory, e) for e in _classify(entries, _CONTROLLER_NAME)) if c]
+    namespaces = [n for n in (_namespace(directory, e) for e in _classify(entries, _NAMESPACE_NAME)) if n]
     if not namespaces:  # without native multipath the block devices hang off each controller instead
         for controller in controllers:
             own = directory + b"/" + controller.name.encode()
-            namespaces += [n for n in (_namespace(own, e) for e in classify_namespaces(_entries(own))) if n is not None]
+            namespaces += [n for n in (_namespace(own, e) for e in _classify(_entries(own), _NAMESPACE_NAME)) if n]
     return NvmeSubsystem(name.decode(), nqn.decode("utf-8", "surrogateescape"), tuple(controllers), tuple(namespaces))
 
 

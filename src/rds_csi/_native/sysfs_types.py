@@ -24,10 +24,6 @@ from typing import Protocol
 SECTOR_BYTES = 512
 """sysfs block ``size`` files count 512-byte sectors whatever the device's logical block size."""
 
-_CONTROLLER_NAME = re.compile(rb"nvme[0-9]+")
-# A namespace block device; a multipath head's hidden per-controller paths (nvmeNcMnK) and the generic char
-# devices (ngNnK) do not match.
-_NAMESPACE_NAME = re.compile(rb"nvme[0-9]+n[0-9]+")
 _SUBSYSTEM_NAME = re.compile(r"nvme-subsys[0-9]+")
 
 
@@ -39,8 +35,7 @@ class NvmeController:
     state: str  # live, connecting, resetting, deleting, deleting (no IO), dead, new
     transport: str  # tcp, rdma, fc, pcie, loop
     address: str  # traddr=10.0.0.5,trsvcid=4420,src_addr=10.0.0.9 (empty for pcie)
-    host_nqn: str
-    host_id: str
+    host_nqn: str  # the host NQN it was connected with
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,33 +107,6 @@ def instance_key(name: str | bytes) -> tuple[int, ...]:
     """Sort key: the numbers in a device name in order (``nvme2`` before ``nvme10``, ``nvme0n2`` before ``nvme1n1``)."""
     text = name.decode("ascii", "replace") if isinstance(name, bytes) else name
     return tuple(int(number) for number in re.findall(r"[0-9]+", text, re.ASCII))
-
-
-def classify_controllers(entries: Iterable[bytes]) -> list[bytes]:
-    """The controller links among a subsystem directory's entries, by instance number."""
-    return sorted((e for e in entries if _CONTROLLER_NAME.fullmatch(e)), key=instance_key)
-
-
-def classify_namespaces(entries: Iterable[bytes]) -> list[bytes]:
-    """The namespace block devices among a subsystem's (or, without multipath, a controller's) entries."""
-    return sorted((e for e in entries if _NAMESPACE_NAME.fullmatch(e)), key=instance_key)
-
-
-def _decimal(text: str) -> int | None:
-    return int(text) if text.isascii() and text.isdigit() else None
-
-
-def make_namespace(name: str, size: str | None, dev: str | None) -> NvmeNamespace | None:
-    """A namespace from its ``size`` (sectors) and ``dev`` (``major:minor``) texts; None unless both are valid,
-    i.e. the block device is registered (a size of 0 is valid: a namespace can read 0 right after a connect)."""
-    if size is None or dev is None:
-        return None
-    sectors = _decimal(size)
-    major_text, colon, minor_text = dev.partition(":")
-    major, minor = _decimal(major_text), _decimal(minor_text)
-    if sectors is None or not colon or major is None or minor is None:
-        return None
-    return NvmeNamespace(name, sectors * SECTOR_BYTES, major, minor)
 
 
 def sorted_subsystems(subsystems: Iterable[NvmeSubsystem]) -> list[NvmeSubsystem]:

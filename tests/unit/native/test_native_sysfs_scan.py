@@ -59,7 +59,6 @@ def controller(name: str, state: str = "live", traddr: str = "10.0.0.5", trsvcid
         transport="tcp",
         address=f"traddr={traddr},trsvcid={trsvcid},src_addr=10.0.0.9",
         host_nqn=HOST_NQN,
-        host_id=HOST_ID,
     )
 
 

@@ -152,7 +152,6 @@ def controller(**changes: str) -> NvmeController:
         "transport": "tcp",
         "address": "traddr=10.0.0.5,trsvcid=4420,src_addr=10.0.0.9",
         "host_nqn": HOST.nqn,
-        "host_id": HOST.id,
     } | changes
     return NvmeController(**fields)
 
