@@ -1,4 +1,4 @@
-"""CSI Node: who this node is, and the volume data path (stage, publish, unpublish, unstage, stats).
+"""CSI Node: who this node is, and the volume data path (stage, publish, unpublish, unstage, stats, expand).
 
 Each volume method validates its request (``rds_csi.csi.node_validation``), calls the use case in
 ``rds_csi.node``, and builds the response; errors are domain exceptions that the interceptor maps. A second
@@ -11,6 +11,7 @@ import grpc
 
 from rds_csi.csi.locks import LockedServicer, csi_method
 from rds_csi.csi.node_validation import (
+    parse_expand,
     parse_publish,
     parse_stage,
     parse_stats,
@@ -59,7 +60,7 @@ class NodeServicer(csi_pb2_grpc.NodeServicer, LockedServicer):  # type: ignore[m
 
     def capabilities(self) -> list[csi_pb2.NodeServiceCapability.RPC.Type]:
         # No SINGLE_NODE_MULTI_WRITER: pods of one node sharing a volume are not policed here.
-        return [_Cap.STAGE_UNSTAGE_VOLUME, _Cap.GET_VOLUME_STATS, _Cap.VOLUME_CONDITION]
+        return [_Cap.STAGE_UNSTAGE_VOLUME, _Cap.EXPAND_VOLUME, _Cap.GET_VOLUME_STATS, _Cap.VOLUME_CONDITION]
 
     def NodeGetInfo(
         self, request: csi_pb2.NodeGetInfoRequest, context: grpc.ServicerContext
@@ -113,3 +114,9 @@ class NodeServicer(csi_pb2_grpc.NodeServicer, LockedServicer):  # type: ignore[m
                 abnormal=stats.condition.abnormal, message=stats.condition.message
             ),
         )
+
+    @csi_method(lock_on="volume_id")
+    def NodeExpandVolume(
+        self, request: csi_pb2.NodeExpandVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.NodeExpandVolumeResponse:
+        return csi_pb2.NodeExpandVolumeResponse(capacity_bytes=self._volumes.expand(parse_expand(request)))

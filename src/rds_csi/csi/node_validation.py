@@ -17,6 +17,7 @@ from rds_csi.mount import FsType, parse_mount_flags
 from rds_csi.node.requests import (
     Access,
     BlockAccess,
+    ExpandVolume,
     MountAccess,
     PublishVolume,
     StageVolume,
@@ -131,7 +132,7 @@ def _optional_path(raw: str, field: str) -> Path | None:
 
 
 def _volume_path(raw: str) -> Path:
-    """Stats name a volume by where it is: a path that cannot be one is NOT_FOUND, as csi-sanity
+    """Stats and expansion name a volume by where it is: a path that cannot be one is NOT_FOUND, as csi-sanity
     expects of ``some/path``; only a missing path is the caller's error."""
     require(raw, "volume_path")
     try:
@@ -145,4 +146,22 @@ def parse_stats(request: csi_pb2.NodeGetVolumeStatsRequest) -> VolumeStatsQuery:
         volume_id=_volume_id(request.volume_id),
         volume_path=_volume_path(request.volume_path),
         staging_path=_optional_path(request.staging_target_path, "staging_target_path"),
+    )
+
+
+def parse_expand(request: csi_pb2.NodeExpandVolumeRequest) -> ExpandVolume:
+    volume_id = _volume_id(request.volume_id)
+    volume_path = _volume_path(request.volume_path)
+    required = request.capacity_range.required_bytes if request.HasField("capacity_range") else 0
+    limit = request.capacity_range.limit_bytes if request.HasField("capacity_range") else 0
+    if required < 0 or limit < 0:
+        raise errors.InvalidArgument("capacity_range: required_bytes and limit_bytes must not be negative")
+    if limit and required > limit:
+        raise errors.InvalidArgument(f"capacity_range: required_bytes {required} exceeds limit_bytes {limit}")
+    return ExpandVolume(
+        volume_id=volume_id,
+        volume_path=volume_path,
+        staging_path=_optional_path(request.staging_target_path, "staging_target_path"),
+        required_bytes=required,
+        access=node_access(request.volume_capability) if request.HasField("volume_capability") else None,
     )

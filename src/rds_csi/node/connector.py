@@ -1,12 +1,13 @@
 """The one boundary of the node use cases that needs the kernel's NVMe/TCP host: attaching a volume's namespace.
 
-``Connector`` is what stage, unstage, stats and recovery ask of it. Production uses ``KernelConnector``, the
+``Connector`` is what stage, unstage, stats and expansion ask of it. Production uses ``KernelConnector``, the
 kernel's fabrics interface through ``rds_csi.nvme``; hosts without nvme-tcp test the same flows with loop devices
 behind the same protocol (tests/integration/node/loop_connector.py), failures included.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -22,6 +23,7 @@ from rds_csi.nvme import (
     NvmeConnector,
     NvmeKernel,
     ready_namespace,
+    rescan_controller,
 )
 from rds_csi.nvme.kernel import DEFAULT_DEV
 
@@ -68,6 +70,10 @@ class Connector(Protocol):
     def owner_of(self, device: DeviceNumber) -> str | None:
         """The subsystem NQN whose namespace is the block device ``device``; None when no such device exists (any
         more) or it is not a namespace."""
+        ...
+
+    def rescan(self, nqn: str) -> None:
+        """Ask the kernel to re-read the namespace's size (after the storage grew it)."""
         ...
 
     def disconnect(self, nqn: str) -> None:
@@ -132,6 +138,19 @@ class KernelConnector:
             if any(DeviceNumber(n.major, n.minor) == device for n in subsystem.namespaces):
                 return subsystem.nqn
         return None
+
+    def rescan(self, nqn: str) -> None:
+        found = self.resolver.lookup(nqn)
+        live = [c.name for c in found.controllers if c.state == LIVE] if found is not None else []
+        if not live:
+            raise errors.Unavailable(f"{nqn} has no live controller to rescan its namespace through; retry")
+        fd = os.open(self._dev_root / live[0], os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            rescan_controller(fd)
+        except OSError as error:
+            raise errors.Unavailable(f"rescanning {live[0]} of {nqn} failed: {error.strerror}; retry") from None
+        finally:
+            os.close(fd)
 
     def disconnect(self, nqn: str) -> None:
         self._connector().disconnect(nqn)

@@ -66,6 +66,15 @@ class VolumeStatsQuery:
 
 
 @dataclass(frozen=True, slots=True)
+class ExpandVolume:
+    volume_id: str
+    volume_path: Path
+    staging_path: Path | None
+    required_bytes: int  # 0: whatever the storage now holds
+    access: Access | None  # None when the CO did not send a capability
+
+
+@dataclass(frozen=True, slots=True)
 class VolumeStats:
     """Usage of a volume. Filesystems report bytes and inodes; block volumes only their size (``total_bytes``)."""
 

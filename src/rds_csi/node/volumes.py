@@ -1,4 +1,4 @@
-"""The node use cases: stage, publish, unpublish, unstage and stats of one volume on this node.
+"""The node use cases: stage, publish, unpublish, unstage, stats and expansion of one volume on this node.
 
 Every step reads the kernel's state first (mountinfo, the NVMe subsystem, the staging record) and does only what
 is missing, so a retry after a timeout, a crash or a plugin restart continues from where the node is:
@@ -13,7 +13,7 @@ is missing, so a retry after a timeout, a crash or a plugin restart continues fr
 - **unpublish / unstage** unmount until mountinfo proves nothing is mounted, and only then remove what they
   created (never recursively). Unstage refuses while anything else still holds the device, then disconnects
   (managed NQNs only) and removes the record and the staging directory.
-- **stats** find the volume from what is mounted at the path.
+- **stats** and **expand** find the volume from what is mounted at the path.
 
 The file-system work is ``rds_csi.mount``'s; this module decides what to ask of it and of the ``Connector``.
 """
@@ -37,6 +37,7 @@ from rds_csi.node.connector import BlockDevice, Connector, Subsystem
 from rds_csi.node.records import StagedAccess, StagedRecord, read_record, remove_record, write_record
 from rds_csi.node.requests import (
     BlockAccess,
+    ExpandVolume,
     MountAccess,
     PublishVolume,
     StageVolume,
@@ -52,7 +53,7 @@ _log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Outside a CSI call (no deadline), how long a device may take to appear.
+# Outside a CSI call (no deadline), how long a device may take to appear or grow.
 DEVICE_WAIT_SECONDS = 60.0
 # Of a call's budget, what is kept for format and mount once the device is there.
 MOUNT_RESERVE_SECONDS = 2.0
@@ -374,6 +375,36 @@ class NodeVolumes:
                     raise errors.NotFound(f"{staging} holds volume {record.volume_id!r}, not {volume_id!r}")
                 return record.nqn
         return self._connector.owner_of(held if held is not None else mounted.device)
+
+    # ---- expand -----------------------------------------------------------------------------------------------
+
+    def expand(self, request: ExpandVolume) -> int:
+        return self._measured("expand", lambda: self._expand(request))
+
+    def _expand(self, request: ExpandVolume) -> int:
+        mounted, held = self._volume_at(request.volume_id, request.volume_path)
+        nqn = self._nqn_of(request.volume_id, request.staging_path, mounted, held)
+        if nqn is None:
+            raise errors.FailedPrecondition(
+                f"{request.volume_path}: the device of volume {request.volume_id!r} is gone; it cannot be expanded"
+            )
+        subsystem = self._connector.subsystem(nqn)
+        number = held if held is not None else mounted.device
+        if subsystem is None or subsystem.device is None or subsystem.device.number != number:
+            raise errors.FailedPrecondition(
+                f"volume {request.volume_id!r} at {request.volume_path} does not use its current device "
+                f"({_not_ready(subsystem, 1)}); it cannot be expanded until it is staged again"
+            )
+        self._connector.rescan(nqn)
+        device = self._wait_for_device(nqn, minimum_bytes=max(1, request.required_bytes))
+        size = device.size_bytes
+        if held is None:
+            grown = mount.grow_filesystem(device.path, request.volume_path, runner=self._runner, paths=self._paths)
+            size = grown.device_bytes
+        log_event(
+            _log, "node.expanded", volume_id=request.volume_id, device=str(device.path), size=size, grown=held is None
+        )
+        return size
 
     # ---- metrics ----------------------------------------------------------------------------------------------
 

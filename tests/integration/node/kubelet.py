@@ -128,6 +128,19 @@ def stats(node: RunningNode, volume: Volume, path: Path, staged: bool = True) ->
     return response
 
 
+def expand(node: RunningNode, volume: Volume, path: Path, size: int) -> int:
+    response = node.node.NodeExpandVolume(
+        csi_pb2.NodeExpandVolumeRequest(
+            volume_id=volume.volume_id,
+            volume_path=str(path),
+            staging_target_path=str(volume.staging),
+            capacity_range=csi_pb2.CapacityRange(required_bytes=size),
+        ),
+        timeout=30,
+    )
+    return int(response.capacity_bytes)
+
+
 def code_of(call: Callable[[], object]) -> grpc.StatusCode:
     with pytest.raises(grpc.RpcError) as failed:
         call()

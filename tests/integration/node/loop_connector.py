@@ -6,7 +6,7 @@ on every call (``/sys/block/loopN/loop/backing_file``), so a restarted plugin fi
 and a reattach may get another device number (renumbering); a connect of an already-attached subsystem is
 success and is not repeated; a connect to a subsystem the "target" does not export, or that is refused, fails
 with UNAVAILABLE; a device can be slow to appear or read size 0 for a while after the connect; a controller can
-be reported not live; disconnect
+be reported not live; a rescan re-reads the size (``losetup --set-capacity``, as NVME_IOCTL_RESCAN); disconnect
 flushes and detaches, and refuses NQNs outside the managed prefix.
 """
 
@@ -67,6 +67,10 @@ class LoopConnector:
         with open(image, "wb") as file:
             file.truncate(size)
         return image
+
+    def grow(self, nqn: str, size: int) -> None:
+        """The storage grows the volume; a connected host sees it after a rescan."""
+        os.truncate(self.image(nqn), size)
 
     # ---- faults -----------------------------------------------------------------------------------------------
 
@@ -157,6 +161,12 @@ class LoopConnector:
             except FileNotFoundError:
                 continue
         return None
+
+    def rescan(self, nqn: str) -> None:
+        loop = self._loop_of(nqn)
+        if loop is None:
+            raise errors.FailedPrecondition(f"{nqn} is not connected")
+        _run("losetup", "--set-capacity", f"/dev/{loop}")
 
     def disconnect(self, nqn: str) -> None:
         if not nqn.startswith(self.managed_prefix):

@@ -133,8 +133,10 @@ def test_the_plugin_runs_recovery_at_start_and_then_periodically(short_tmp: Path
     orphan = MANAGED_PREFIX + "pvc-left-behind"
     connect_by_hand(loops, orphan)
     with running_node(short_tmp, "off", loops, node_recovery_interval="1") as running:
-        assert wait_until(lambda: loops.subsystem(orphan) is None, timeout=20)
-        assert running.plugin.metrics.registry.get_sample_value("rds_csi_node_orphans_disconnected_total") == 1
+        registry = running.plugin.metrics.registry
+        # The counter moves once the disconnect has returned: waiting on it waits for the whole step.
+        assert wait_until(lambda: registry.get_sample_value("rds_csi_node_orphans_disconnected_total") == 1, 20)
+        assert loops.subsystem(orphan) is None
 
 
 def test_a_block_volume_staged_but_not_published_is_never_an_orphan(

@@ -17,7 +17,8 @@ import grpc
 import pytest
 
 from rds_csi.csi.proto import csi_pb2
-from rds_csi.mount import DeviceNumber, read_mountinfo
+from rds_csi.mount import HOST, DeviceNumber, read_mountinfo
+from rds_csi.mount.grow import CAP_SYS_RESOURCE
 from rds_csi.node.records import read_record, record_path
 from tests.integration.node.harness import RunningNode, running_node
 from tests.integration.node.kubelet import (
@@ -27,6 +28,7 @@ from tests.integration.node.kubelet import (
     MiB,
     block_cap,
     code_of,
+    expand,
     fs_type_of,
     loop_device,
     metric,
@@ -41,15 +43,16 @@ from tests.integration.node.loop_connector import LoopConnector
 
 _Cap = csi_pb2.NodeServiceCapability.RPC.Type
 root = pytest.mark.root
+EXT_GROW_ALLOWED = HOST.has_capability(CAP_SYS_RESOURCE)
 
 
 # ---- the service itself -------------------------------------------------------------------------------------------
 
 
-def test_node_claims_stage_stats_and_condition(node: RunningNode) -> None:
+def test_node_claims_stage_expand_stats_and_condition(node: RunningNode) -> None:
     caps = node.node.NodeGetCapabilities(csi_pb2.NodeGetCapabilitiesRequest(), timeout=5).capabilities
     assert sorted(c.rpc.type for c in caps) == sorted(
-        [_Cap.STAGE_UNSTAGE_VOLUME, _Cap.GET_VOLUME_STATS, _Cap.VOLUME_CONDITION]
+        [_Cap.STAGE_UNSTAGE_VOLUME, _Cap.EXPAND_VOLUME, _Cap.GET_VOLUME_STATS, _Cap.VOLUME_CONDITION]
     )
 
 
@@ -75,6 +78,7 @@ Stage = csi_pb2.NodeStageVolumeRequest
         ("NodeUnpublishVolume", csi_pb2.NodeUnpublishVolumeRequest(volume_id="pvc-1"), "target_path"),
         ("NodeUnstageVolume", csi_pb2.NodeUnstageVolumeRequest(staging_target_path="/s"), "volume_id"),
         ("NodeGetVolumeStats", csi_pb2.NodeGetVolumeStatsRequest(volume_id="pvc-1"), "volume_path"),
+        ("NodeExpandVolume", csi_pb2.NodeExpandVolumeRequest(volume_path="/t"), "volume_id"),
     ],
 )
 def test_requests_missing_a_field_are_invalid_argument_naming_it(
@@ -147,6 +151,36 @@ def test_mount_volume_lifecycle_keeps_data_across_a_restage(
     unstage(node, volume)
     assert metric(node, "rds_csi_node_operations_total", operation="stage", result="ok") == 3
     assert metric(node, "rds_csi_nvme_connect_duration_seconds_count", result="ok") == 3
+
+
+@root
+@pytest.mark.parametrize(
+    "fs_type",
+    [
+        # Some sandboxes run root without CAP_SYS_RESOURCE, and the kernel then refuses an online ext4 resize (the
+        # VM tests grow ext4 through the whole stack).
+        pytest.param("ext4", marks=pytest.mark.skipif(not EXT_GROW_ALLOWED, reason="no CAP_SYS_RESOURCE here")),
+        "xfs",
+    ],
+)
+def test_expansion_grows_the_mounted_filesystem_online_and_answers_the_measured_size(
+    node: RunningNode, loops: LoopConnector, make_volume: MakeVolume, fs_type: str
+) -> None:
+    size = XFS_SIZE if fs_type == "xfs" else SIZE
+    volume = make_volume(f"pvc-grow-{fs_type}", size)
+    cap = mount_cap(fs_type)
+    stage(node, volume, cap)
+    target = publish(node, volume, cap)
+    before = os.statvfs(target)
+    loops.grow(volume.nqn, 2 * size)  # what ControllerExpandVolume makes the storage do
+    assert expand(node, volume, target, 2 * size) == 2 * size
+    after = os.statvfs(target)
+    assert after.f_blocks * after.f_frsize > 1.8 * before.f_blocks * before.f_frsize
+    assert expand(node, volume, target, 2 * size) == 2 * size  # a retry is harmless
+    usage = stats(node, volume, target).usage
+    assert usage[0].total == after.f_blocks * after.f_frsize
+    unpublish(node, volume, target)
+    unstage(node, volume)
 
 
 @root

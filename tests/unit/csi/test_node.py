@@ -37,10 +37,10 @@ def test_node_get_info_reports_the_configured_node_id_and_volume_limit() -> None
     assert not info.HasField("accessible_topology")
 
 
-def test_node_claims_stage_stats_and_condition_but_not_multi_writer() -> None:
+def test_node_claims_stage_expand_stats_and_condition_but_not_multi_writer() -> None:
     response = node_servicer("worker-1", 0).NodeGetCapabilities(csi_pb2.NodeGetCapabilitiesRequest(), NO_CONTEXT)
     assert sorted(c.rpc.type for c in response.capabilities) == sorted(
-        [_Cap.STAGE_UNSTAGE_VOLUME, _Cap.GET_VOLUME_STATS, _Cap.VOLUME_CONDITION]
+        [_Cap.STAGE_UNSTAGE_VOLUME, _Cap.EXPAND_VOLUME, _Cap.GET_VOLUME_STATS, _Cap.VOLUME_CONDITION]
     )
 
 

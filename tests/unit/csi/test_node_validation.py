@@ -12,6 +12,7 @@ from rds_csi import errors
 from rds_csi.csi.node_validation import (
     node_access,
     node_path,
+    parse_expand,
     parse_publish,
     parse_stage,
     parse_stats,
@@ -173,6 +174,8 @@ def test_publish_needs_both_paths_distinct_and_keeps_readonly() -> None:
         (csi_pb2.NodeUnstageVolumeRequest(volume_id="pvc-1"), "staging_target_path"),
         (csi_pb2.NodeGetVolumeStatsRequest(volume_path="/t"), "volume_id"),
         (csi_pb2.NodeGetVolumeStatsRequest(volume_id="pvc-1"), "volume_path"),
+        (csi_pb2.NodeExpandVolumeRequest(volume_path="/t"), "volume_id"),
+        (csi_pb2.NodeExpandVolumeRequest(volume_id="pvc-1"), "volume_path"),
     ],
 )
 def test_missing_fields_of_the_other_node_calls_are_named(request_: Any, field: str) -> None:
@@ -180,19 +183,38 @@ def test_missing_fields_of_the_other_node_calls_are_named(request_: Any, field: 
         csi_pb2.NodeUnpublishVolumeRequest: parse_unpublish,
         csi_pb2.NodeUnstageVolumeRequest: parse_unstage,
         csi_pb2.NodeGetVolumeStatsRequest: parse_stats,
+        csi_pb2.NodeExpandVolumeRequest: parse_expand,
     }
     parse = parsers[type(request_)]
     with pytest.raises(errors.InvalidArgument, match=field):
         parse(request_)
 
 
-def test_stats_take_the_staging_path_when_the_kubelet_sends_it() -> None:
+def test_stats_and_expand_take_the_staging_path_when_the_kubelet_sends_it() -> None:
     stats = parse_stats(csi_pb2.NodeGetVolumeStatsRequest(volume_id="pvc-1", volume_path="/t"))
     assert stats.staging_path is None
-    stats = parse_stats(
-        csi_pb2.NodeGetVolumeStatsRequest(volume_id="pvc-1", volume_path="/t", staging_target_path="/s")
+    expand = parse_expand(
+        csi_pb2.NodeExpandVolumeRequest(
+            volume_id="pvc-1",
+            volume_path="/t",
+            staging_target_path="/s",
+            capacity_range=csi_pb2.CapacityRange(required_bytes=2 << 30),
+            volume_capability=mount_cap("xfs"),
+        )
     )
-    assert stats.staging_path == Path("/s")
+    assert (expand.staging_path, expand.required_bytes, expand.access) == (
+        Path("/s"),
+        2 << 30,
+        MountAccess(FsType.XFS),
+    )
+
+
+def test_expand_with_an_impossible_range_is_invalid_argument() -> None:
+    request = csi_pb2.NodeExpandVolumeRequest(
+        volume_id="pvc-1", volume_path="/t", capacity_range=csi_pb2.CapacityRange(required_bytes=3, limit_bytes=2)
+    )
+    with pytest.raises(errors.InvalidArgument, match="limit_bytes"):
+        parse_expand(request)
 
 
 @pytest.mark.parametrize("raw", ["/ok\0no", "/" + "x" * 5000])
@@ -201,6 +223,8 @@ def test_unusable_paths_are_refused(raw: str) -> None:
         node_path(raw, "target_path")
 
 
-def test_a_volume_path_that_cannot_be_a_volume_is_not_found() -> None:
+@pytest.mark.parametrize("parse", [parse_stats, parse_expand])
+def test_a_volume_path_that_cannot_be_a_volume_is_not_found(parse: Callable[[Any], object]) -> None:
+    request_type = csi_pb2.NodeGetVolumeStatsRequest if parse is parse_stats else csi_pb2.NodeExpandVolumeRequest
     with pytest.raises(errors.NotFound, match="some/path"):
-        parse_stats(csi_pb2.NodeGetVolumeStatsRequest(volume_id="pvc-1", volume_path="some/path"))
+        parse(request_type(volume_id="pvc-1", volume_path="some/path"))
