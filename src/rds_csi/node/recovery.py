@@ -25,7 +25,7 @@ import logging
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from rds_csi import errors, mount
@@ -84,18 +84,31 @@ class RecoveryReport:
     disconnected: tuple[str, ...]  # orphaned managed subsystems disconnected
 
 
-@dataclass
 class Recovery:
-    connector: Connector
-    metrics: Metrics
-    clock: Clock
-    kubelet_dir: Path
-    lock: VolumeLock
-    paths: HostPaths = mount.HOST
-    failure_threshold: int = 3
-    cool_down: float = 300.0
-    _breakers: dict[str, _Breaker] = field(default_factory=dict)
-    _unclaimed: set[str] = field(default_factory=set)  # managed NQNs no record claimed at the last pass
+    def __init__(
+        self,
+        connector: Connector,
+        metrics: Metrics,
+        clock: Clock,
+        kubelet_dir: Path,
+        lock: VolumeLock,
+        *,
+        paths: HostPaths = mount.HOST,
+        failure_threshold: int = 3,
+        cool_down: float = 300.0,
+    ) -> None:
+        """``lock`` is the CSI calls' per-volume lock, so a remount never races a stage or an unstage; ``clock``
+        times the circuit breaker's cool-down."""
+        self.connector = connector
+        self.metrics = metrics
+        self.clock = clock
+        self.kubelet_dir = kubelet_dir
+        self.lock = lock
+        self.paths = paths
+        self.failure_threshold = failure_threshold
+        self.cool_down = cool_down
+        self._breakers: dict[str, _Breaker] = {}
+        self._unclaimed: set[str] = set()  # managed NQNs no record claimed at the last pass
 
     def run_once(self) -> RecoveryReport:
         # Connected subsystems first, records second: a stage writes its record before it connects, so anything
@@ -209,7 +222,6 @@ class RecoveryLoop:
         self._interval = interval
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rds-csi-node-recovery", daemon=True)
-        self.passes = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -236,5 +248,4 @@ class RecoveryLoop:
                         remounted=",".join(report.remounted) or "-",
                         disconnected=",".join(report.disconnected) or "-",
                     )
-            self.passes += 1
             self._stopping.wait(self._interval)

@@ -198,7 +198,7 @@ class Metrics:
         )
         self.node_stale_mounts = Counter(
             "node_stale_mounts",
-            "Staging mounts found using a device the volume no longer has, by action (found, recovered)",
+            "Staging mounts using a device the volume no longer has, by action (found: per recovery pass; recovered)",
             ["action"],
             namespace=NAMESPACE,
             registry=r,
