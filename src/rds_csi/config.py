@@ -135,6 +135,8 @@ class NodeConfig:
     host_nqn_recheck_interval: float
     host_id_file: str
     managed_nqn_prefix: str
+    kubelet_dir: str
+    node_recovery_interval: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -584,6 +586,21 @@ NODE_OPTIONS: tuple[OptionSpec, ...] = (
         "only NVMe subsystems whose NQN starts with this are ever disconnected or cleaned up by the node plugin "
         "(others, a boot volume for one, are never touched)",
         "PREFIX",
+    ),
+    OptionSpec(
+        "kubelet_dir",
+        "/var/lib/kubelet",
+        _absolute_path,
+        "the kubelet's root directory as the node plugin sees it: where recovery finds the staged volumes",
+        "DIR",
+    ),
+    OptionSpec(
+        "node_recovery_interval",
+        "60",
+        _float_between(0, 86400),
+        "how often the node plugin looks for stale staging mounts (remounted when unused) and orphaned managed "
+        "NVMe subsystems (disconnected after two looks); also once at start. 0: never",
+        "SECONDS",
     ),
 )
 

@@ -31,9 +31,14 @@ from rds_csi.csi.server import CsiServer
 from rds_csi.csi.validation import CapacityLimits, ParameterDefaults
 from rds_csi.kube import EventRecorder, KubeApi, KubeAttachmentFacts, KubeSettings
 from rds_csi.kube.kubevirt import KubeVirtMigrations
+from rds_csi.node import NodeVolumes
+from rds_csi.node.connector import Connector, KernelConnector
+from rds_csi.node.recovery import Recovery, RecoveryLoop
 from rds_csi.nvme import (
     HOST_NQN_ANNOTATION,
+    HostIdentity,
     HostNqnReporter,
+    KernelUevents,
     ReportSchedule,
     load_or_create_host_id,
     load_or_create_host_nqn,
@@ -180,21 +185,38 @@ class ControllerParts:
 
 
 class NodeParts:
-    """The node service: its identity for the kubelet, its NVMe host identity (NQN and ID), and the host NQN it
-    reports for storage-side fencing."""
+    """The node service: its identity for the kubelet, its NVMe host identity (NQN and ID), the host NQN it
+    reports for storage-side fencing, and the volume data path (stage, publish, stats, expand)."""
 
-    def __init__(self, config: PluginConfig, kube: KubeApi | None) -> None:
+    def __init__(
+        self, config: PluginConfig, kube: KubeApi | None, metrics: Metrics, connector: Connector | None = None
+    ) -> None:
+        """``connector`` replaces the kernel's NVMe/TCP host (tests on hosts without nvme-tcp)."""
         self._node_id = config.node_id
         self._host_nqn_file = Path(config.node.host_nqn_file)
         self._host_id_file = Path(config.node.host_id_file)
         self._schedule = ReportSchedule(recheck_interval=config.node.host_nqn_recheck_interval)
         self.kube = kube
         self.reporter: HostNqnReporter | None = None
-        self.servicer = NodeServicer(config.node_id, config.node.max_volumes_per_node)
+        self.kernel: KernelConnector | None = None
+        self.uevents: KernelUevents | None = None
+        if connector is None:
+            self.kernel = connector = KernelConnector(config.node.managed_nqn_prefix, SystemClock())
+            self.uevents = KernelUevents(self.kernel.resolver.observe)
+        self.volumes = NodeVolumes(connector, metrics)
+        self.servicer = NodeServicer(
+            config.node_id, config.node.max_volumes_per_node, self.volumes, config.node.managed_nqn_prefix
+        )
+        self.recovery: RecoveryLoop | None = None
+        if config.node.node_recovery_interval > 0:
+            recovery = Recovery(
+                connector, metrics, SystemClock(), Path(config.node.kubelet_dir), self.servicer.locks.hold
+            )
+            self.recovery = RecoveryLoop(recovery, config.node.node_recovery_interval)
 
     def start(self) -> None:
-        """Settle the host NQN and then the host ID (a bad file stops the start), then report the NQN in the
-        background."""
+        """Settle the host NQN and then the host ID (a bad file stops the start), hand them to the NVMe side, then
+        report the NQN in the background."""
         try:
             host = load_or_create_host_nqn(self._host_nqn_file)
         except errors.FailedPrecondition as exc:
@@ -205,6 +227,12 @@ class NodeParts:
         except errors.FailedPrecondition as exc:
             raise ConfigError("--host-id-file", exc.message) from exc
         log_event(_log, "node.host_id", host_id=host_id.id, origin=host_id.origin.value, path=str(self._host_id_file))
+        if self.kernel is not None:
+            self.kernel.bind_host(HostIdentity(host.nqn, host_id.id))
+        if self.uevents is not None:
+            self.uevents.start()
+        if self.recovery is not None:
+            self.recovery.start()
         if self.kube is None:
             log_event(
                 _log,
@@ -218,8 +246,12 @@ class NodeParts:
         self.reporter.start()
 
     def stop(self) -> None:
+        if self.recovery is not None:
+            self.recovery.stop()
         if self.reporter is not None:
             self.reporter.stop()
+        if self.uevents is not None:
+            self.uevents.stop()
 
 
 def _abandon_process(event: str, waited: float, status: int) -> NoReturn:
@@ -231,8 +263,9 @@ def _abandon_process(event: str, waited: float, status: int) -> NoReturn:
 
 
 class Plugin:
-    def __init__(self, config: PluginConfig, clock: Clock | None = None) -> None:
-        """``clock`` drives the attachment rules (grace periods, migration windows); tests pass virtual time."""
+    def __init__(self, config: PluginConfig, clock: Clock | None = None, connector: Connector | None = None) -> None:
+        """``clock`` drives the attachment rules (grace periods, migration windows); tests pass virtual time.
+        ``connector`` stands in for the kernel's NVMe/TCP host in the node service (tests without nvme-tcp)."""
         self.config = config
         self.metrics = Metrics()
         self.health = HealthRegistry()
@@ -253,7 +286,7 @@ class Plugin:
             registrations.append(self.controller.servicer.register)
         self.node: NodeParts | None = None
         if config.mode.runs_node:
-            self.node = NodeParts(config, self.kube)
+            self.node = NodeParts(config, self.kube, self.metrics, connector)
             registrations.append(self.node.servicer.register)
         self.server = CsiServer(
             endpoints=config.endpoint,

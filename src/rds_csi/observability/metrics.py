@@ -16,6 +16,10 @@ NAMESPACE = "rds_csi"
 CSI_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 ROUTEROS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 ATTACHMENT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# Node steps: a bind mount takes milliseconds, a stage that formats a large volume tens of seconds.
+NODE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+# An NVMe/TCP connect: a round trip or two on a LAN, seconds when the target is slow to admit the host.
+NVME_CONNECT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 MIGRATION_BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
 
@@ -161,6 +165,57 @@ class Metrics:
             "Orphaned volumes deleted (--orphan-reconcile delete)",
             namespace=NAMESPACE,
             registry=r,
+        )
+
+        self.node_operations = Counter(
+            "node_operations",
+            "Node volume operations (stage, unstage, publish, unpublish, expand) by result",
+            ["operation", "result"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.node_operation_duration = Histogram(
+            "node_operation_duration_seconds",
+            "Node volume operation latency by operation and result",
+            ["operation", "result"],
+            namespace=NAMESPACE,
+            registry=r,
+            buckets=NODE_BUCKETS,
+        )
+        self.node_formats = Counter(
+            "node_formats",
+            "Blank devices formatted at stage, by file system",
+            ["fs_type"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.node_formats_refused = Counter(
+            "node_formats_refused",
+            "Formats refused to protect data (signature, ambivalent, probe-failed, timeout, unreadable)",
+            ["reason"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.node_stale_mounts = Counter(
+            "node_stale_mounts",
+            "Staging mounts using a device the volume no longer has, by action (found: per recovery pass; recovered)",
+            ["action"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.node_orphans_disconnected = Counter(
+            "node_orphans_disconnected",
+            "Managed NVMe subsystems disconnected because no staged volume claimed them",
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.nvme_connect_duration = Histogram(
+            "nvme_connect_duration_seconds",
+            "NVMe/TCP connect latency by result",
+            ["result"],
+            namespace=NAMESPACE,
+            registry=r,
+            buckets=NVME_CONNECT_BUCKETS,
         )
 
         self.events_posted = Counter(

@@ -11,6 +11,7 @@ import grpc
 
 from rds_csi.config import load_plugin_config
 from rds_csi.csi.proto import csi_pb2_grpc
+from rds_csi.node.connector import Connector
 from rds_csi.plugin import Plugin
 from tests.kube_emulator import KubeEmulator
 
@@ -37,9 +38,9 @@ def node_annotations(kube: KubeEmulator) -> dict[str, str]:
     return found
 
 
-def node_plugin(directory: Path, kube_api: str, **flags: str) -> Plugin:
+def node_plugin(directory: Path, kube_api: str, connector: Connector | None = None, **flags: str) -> Plugin:
     """``rds-csi plugin --mode node`` with its socket and host NQN and ID files in ``directory``, re-checking every
-    second."""
+    second; ``connector`` stands in for the kernel's NVMe/TCP host where it cannot run."""
     options: dict[str, str | None] = {
         "mode": "node",
         "node_id": NODE_ID,
@@ -50,14 +51,19 @@ def node_plugin(directory: Path, kube_api: str, **flags: str) -> Plugin:
         "host_nqn_file": str(directory / "nvme" / "hostnqn"),
         "host_id_file": str(directory / "nvme" / "hostid"),
         "host_nqn_recheck_interval": "1",
+        "kubelet_dir": str(directory / "kubelet"),
+        # Recovery disconnects managed subsystems no staged volume claims: tests that connect by hand turn it on.
+        "node_recovery_interval": "0",
         **flags,
     }
-    return Plugin(load_plugin_config(options, {}))
+    return Plugin(load_plugin_config(options, {}), connector=connector)
 
 
 @contextmanager
-def running_node(directory: Path, kube_api: str, **flags: str) -> Iterator[RunningNode]:
-    plugin = node_plugin(directory, kube_api, **flags)
+def running_node(
+    directory: Path, kube_api: str, connector: Connector | None = None, **flags: str
+) -> Iterator[RunningNode]:
+    plugin = node_plugin(directory, kube_api, connector, **flags)
     plugin.start()
     try:
         with grpc.insecure_channel(f"unix://{directory / 'node.sock'}") as channel:

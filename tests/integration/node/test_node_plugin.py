@@ -18,6 +18,7 @@ from tests.integration.node.harness import NODE_ID, node_annotations, node_plugi
 from tests.kube_emulator import KubeEmulator
 from tests.support import wait_until
 
+_Cap = csi_pb2.NodeServiceCapability.RPC.Type
 IMPOSTOR_NQN = "nqn.2014-08.com.example:someone-else"
 
 
@@ -73,13 +74,13 @@ def test_node_and_identity_services_answer_over_grpc(short_tmp: Path, kube: Kube
         info = node.node.NodeGetInfo(csi_pb2.NodeGetInfoRequest(), timeout=5)
         assert (info.node_id, info.max_volumes_per_node) == (NODE_ID, 0)
         caps = node.node.NodeGetCapabilities(csi_pb2.NodeGetCapabilitiesRequest(), timeout=5)
-        assert list(caps.capabilities) == []
+        assert _Cap.STAGE_UNSTAGE_VOLUME in [c.rpc.type for c in caps.capabilities]
         plugin_caps = node.identity.GetPluginCapabilities(csi_pb2.GetPluginCapabilitiesRequest(), timeout=5)
         assert not [c for c in plugin_caps.capabilities if c.HasField("service")]  # no controller, no topology
         assert node.identity.Probe(csi_pb2.ProbeRequest(), timeout=5).ready.value
-        with pytest.raises(grpc.RpcError) as staged:  # no data path yet, and no capability claims one
+        with pytest.raises(grpc.RpcError) as staged:  # served by the data path, which checks the request first
             node.node.NodeStageVolume(csi_pb2.NodeStageVolumeRequest(volume_id="pvc-1"), timeout=5)
-        assert staged.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert staged.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_invalid_host_nqn_file_stops_the_node_plugin_before_it_serves(short_tmp: Path, kube: KubeEmulator) -> None:

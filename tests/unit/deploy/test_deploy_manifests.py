@@ -633,6 +633,8 @@ def test_chart_moves_every_kubelet_path_with_kubelet_dir() -> None:
     registrar = containers(node)["node-driver-registrar"]
     assert arg_value(registrar, "--kubelet-registration-path").startswith(kubelet + "/plugins/")
     assert kubelet in mounts(plugin_container(node))
+    bundle = render_chart(merged(HELM_VALUES, {"node": {"kubeletDir": kubelet}}))
+    assert plugin_environment(bundle, plugin_container(node))["RDS_CSI_KUBELET_DIR"] == kubelet  # recovery looks there
 
 
 def test_chart_service_monitor_scrapes_both_metrics_services() -> None:
