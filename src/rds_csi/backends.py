@@ -32,11 +32,17 @@ class RouterOSBackend:
     def __init__(self, config: RouterOSConfig, metrics: Metrics) -> None:
         self._simulator: Simulator | None = None
         self._temp_dir: Path | None = None
-        transport = (
-            self._embedded(config, metrics)
-            if config.transport is RouterOSTransportKind.SIMULATOR
-            else (self._remote(config, metrics))
-        )
+        try:
+            transport = (
+                self._embedded(config, metrics)
+                if config.transport is RouterOSTransportKind.SIMULATOR
+                else (self._remote(config, metrics))
+            )
+        except BaseException:
+            if self._simulator is not None:
+                self._simulator.stop()
+            self.remove_private_dir()
+            raise
         self.client = RouterOSClient(transport, command_timeout=config.command_timeout, metrics=metrics)
 
     @property
@@ -47,6 +53,10 @@ class RouterOSBackend:
         self.client.transport.close()
         if self._simulator is not None:
             self._simulator.stop()
+        self.remove_private_dir()
+
+    def remove_private_dir(self) -> None:
+        """Remove the embedded simulator's temp dir (its SSH keys); also the last act of a process cut short."""
         if self._temp_dir is not None:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from rds_csi import __version__
@@ -55,8 +58,12 @@ def _add_simulator_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rest-port", type=_port, default=8443, help="REST (HTTPS) port (0 = any free port)")
     parser.add_argument("--control-port", type=_port, default=None, help="fault-injection control port (off)")
     parser.add_argument("--no-tls", action="store_true", help="serve REST over plain HTTP")
-    parser.add_argument("--state-dir", default="rds-sim-state", help="host key, TLS cert (default ./rds-sim-state)")
-    parser.add_argument("--persist", action="store_true", help="keep disks and files in <state-dir>/model.json")
+    parser.add_argument(
+        "--state-dir", help="keep the host key and TLS certificate here (default: a private temp dir, gone at exit)"
+    )
+    parser.add_argument(
+        "--persist", action="store_true", help="keep disks and files in <state-dir>/model.json (needs --state-dir)"
+    )
     parser.add_argument("--user", default="admin", help="login name (default admin)")
     parser.add_argument("--password-file", help="password for --user (SSH password auth and REST basic auth)")
     parser.add_argument("--authorized-keys", action="append", default=[], help="OpenSSH public key file")
@@ -117,76 +124,99 @@ def _fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
-def run_plugin(flags: Mapping[str, str | None], env: Mapping[str, str]) -> int:
+@contextlib.contextmanager
+def _start_up_failures_as_one_line() -> Iterator[None]:
+    """The one place a start-up failure becomes a single line: bad configuration (a flag, or a file a flag
+    names) exits 2, anything else that stops the start (an endpoint in use, a missing kernel module) exits 1."""
+    from rds_csi.csi.server import EndpointInUse
+    from rds_csi.errors import InvalidArgument, RdsCsiError
+
     try:
-        config = load_plugin_config(flags, env)
+        yield
     except ConfigError as exc:
         _fail(str(exc), EXIT_USAGE)
-
-    # Imported late so that `--help` and config errors stay fast and need no gRPC.
-    from rds_csi.csi.server import EndpointInUse
-    from rds_csi.observability.logging import configure_logging
-    from rds_csi.plugin import Plugin
-
-    configure_logging(config.log_format.value, config.log_level)
-    try:
-        plugin = Plugin(config)
-        plugin.run_until_signalled()
-    except ConfigError as exc:  # found only at start-up, e.g. an invalid --host-nqn-file
-        _fail(str(exc), EXIT_USAGE)
+    except InvalidArgument as exc:  # the simulator's own settings check
+        _fail(exc.message, EXIT_USAGE)
+    except RdsCsiError as exc:  # e.g. --nvmet-data-dir without the nvmet modules
+        _fail(exc.message, EXIT_RUNTIME)
     except (EndpointInUse, OSError) as exc:
         _fail(str(exc), EXIT_RUNTIME)
+
+
+def _read_named_file(flag: str, path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not a text file"
+        raise ConfigError(flag, f"cannot read {path}: {reason}") from None
+
+
+def run_plugin(flags: Mapping[str, str | None], env: Mapping[str, str]) -> int:
+    with _start_up_failures_as_one_line():
+        config = load_plugin_config(flags, env)
+        # Imported late so that `--help` and config errors stay fast and need no gRPC.
+        from rds_csi.observability.logging import configure_logging
+        from rds_csi.plugin import Plugin
+
+        configure_logging(config.log_format.value, config.log_level)
+        Plugin(config).run_until_signalled()
     return 0
 
 
-def run_simulator(args: argparse.Namespace) -> int:
-    from pathlib import Path
+@contextlib.contextmanager
+def _simulator_state_dir(args: argparse.Namespace) -> Iterator[Path]:
+    """The directory the user named, else a private one (host key, TLS key) removed however the run ends."""
+    if args.state_dir is not None:
+        yield Path(args.state_dir)
+        return
+    if args.persist:
+        raise ConfigError("--persist", "needs --state-dir: the disks are kept in <state-dir>/model.json")
+    with tempfile.TemporaryDirectory(prefix="rds-csi-sim-") as private:
+        yield Path(private)
 
-    from rds_csi.errors import InvalidArgument, RdsCsiError
+
+def run_simulator(args: argparse.Namespace) -> int:
     from rds_csi.observability.logging import configure_logging
     from rds_csi.simulator import FaultPlan, Simulator, SimulatorConfig, run_forever
 
-    configure_logging(args.log_format, args.log_level)
-    if not args.password_file and not args.authorized_keys:
-        _fail("--password-file or --authorized-keys is required (nobody could log in)", EXIT_USAGE)
-    password = Path(args.password_file).read_text(encoding="utf-8").strip() if args.password_file else None
-    state_dir = Path(args.state_dir)
-    try:
-        config = SimulatorConfig(
-            state_dir=state_dir,
-            host=args.host,
-            allow_non_loopback=args.allow_non_loopback,
-            ssh_port=args.ssh_port,
-            rest_port=args.rest_port,
-            control_port=args.control_port,
-            rest_tls=not args.no_tls,
-            persist_file=state_dir / "model.json" if args.persist else None,
-            console_width=args.console_width,
-            faults=FaultPlan(profile=args.profile),
-            faults_file=Path(args.faults_file) if args.faults_file else None,
-            users={args.user: password},
-            authorized_keys=tuple(Path(p) for p in args.authorized_keys),
-            nvmet_data_dir=Path(args.nvmet_data_dir) if args.nvmet_data_dir else None,
-            nvmet_address=args.nvmet_address,
-        )
-    except InvalidArgument as exc:
-        _fail(exc.message, EXIT_USAGE)
+    with _start_up_failures_as_one_line():
+        if not args.password_file and not args.authorized_keys:
+            _fail("--password-file or --authorized-keys is required (nobody could log in)", EXIT_USAGE)
+        password = _read_named_file("--password-file", args.password_file).strip() if args.password_file else None
+        for public_keys in args.authorized_keys:
+            _read_named_file("--authorized-keys", public_keys)
+        if args.faults_file:
+            _read_named_file("--faults-file", args.faults_file)
+        configure_logging(args.log_format, args.log_level)
+        with _simulator_state_dir(args) as state_dir:
+            config = SimulatorConfig(
+                state_dir=state_dir,
+                host=args.host,
+                allow_non_loopback=args.allow_non_loopback,
+                ssh_port=args.ssh_port,
+                rest_port=args.rest_port,
+                control_port=args.control_port,
+                rest_tls=not args.no_tls,
+                persist_file=state_dir / "model.json" if args.persist else None,
+                console_width=args.console_width,
+                faults=FaultPlan(profile=args.profile),
+                faults_file=Path(args.faults_file) if args.faults_file else None,
+                users={args.user: password},
+                authorized_keys=tuple(Path(p) for p in args.authorized_keys),
+                nvmet_data_dir=Path(args.nvmet_data_dir) if args.nvmet_data_dir else None,
+                nvmet_address=args.nvmet_address,
+            )
 
-    def ready(sim: Simulator) -> None:
-        parts = [f"ssh=127.0.0.1:{sim.ssh_port}" if args.host == "127.0.0.1" else f"ssh={args.host}:{sim.ssh_port}"]
-        if config.rest_port is not None:
-            parts.append(f"rest={sim.rest_url}")
-        if config.control_port is not None:
-            parts.append(f"control=http://{args.host}:{sim.control_port}/sim")
-        parts.append(f"host_key={sim.host_key_fingerprint}")
-        print("simulator ready " + " ".join(parts), flush=True)
+            def ready(sim: Simulator) -> None:
+                parts = [f"ssh={args.host}:{sim.ssh_port}"]
+                if config.rest_port is not None:
+                    parts.append(f"rest={sim.rest_url}")
+                if config.control_port is not None:
+                    parts.append(f"control=http://{args.host}:{sim.control_port}/sim")
+                parts.append(f"host_key={sim.host_key_fingerprint}")
+                print("simulator ready " + " ".join(parts), flush=True)
 
-    try:
-        run_forever(config, on_ready=ready)
-    except OSError as exc:
-        _fail(f"simulator: {exc}", EXIT_RUNTIME)
-    except RdsCsiError as exc:  # e.g. --nvmet-data-dir without the nvmet modules
-        _fail(f"simulator: {exc.message}", EXIT_RUNTIME)
+            run_forever(config, on_ready=ready)
     return 0
 
 

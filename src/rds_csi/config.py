@@ -697,3 +697,18 @@ def load_plugin_config(flags: Mapping[str, str | None], env: Mapping[str, str]) 
     node = NodeConfig(**{o.field: values[o.field] for o in NODE_OPTIONS})
     plugin_fields = {o.field: values[o.field] for o in PLUGIN_OPTIONS}
     return PluginConfig(**plugin_fields, routeros=routeros, volumes=volumes, kube=kube, attach=attach, node=node)
+
+
+def files_read_at_start(config: PluginConfig) -> tuple[tuple[str, str], ...]:
+    """``(flag, path)`` of every file this configuration reads, so start-up can refuse one it cannot read."""
+    ros, kube = config.routeros, config.kube
+    named: list[tuple[str, str | None]] = []
+    if kube.api not in ("off", "in-cluster"):
+        named += [("--kube-token-file", kube.token_file), ("--kube-ca-file", kube.ca_file)]
+    if config.mode.runs_controller and ros.transport is not RouterOSTransportKind.SIMULATOR:
+        named += [("--routeros-password-file", ros.password_file)]
+        if ros.transport is RouterOSTransportKind.SSH:
+            named += [("--routeros-ssh-key", ros.ssh_key), ("--routeros-known-hosts", ros.known_hosts)]
+        else:
+            named += [("--routeros-ca-file", ros.ca_file)]
+    return tuple((flag, path) for flag, path in named if path)

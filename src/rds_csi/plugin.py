@@ -22,12 +22,12 @@ from rds_csi.attach import AttachmentManager, AttachmentStateFile, EventSink, Re
 from rds_csi.attachment_sync import KubeAttachmentSync, KubeNodeDirectory, LoggingEventSink, StaticNodeFacts
 from rds_csi.backends import RouterOSBackend
 from rds_csi.clock import Clock, SystemClock
-from rds_csi.config import ConfigError, KubeConfig, OrphanMode, PluginConfig
+from rds_csi.config import ConfigError, Endpoint, KubeConfig, OrphanMode, PluginConfig, files_read_at_start
 from rds_csi.csi.controller import ControllerServicer, NodeDirectory
 from rds_csi.csi.identity import IdentityServicer
 from rds_csi.csi.interceptors import CsiCallInterceptor
 from rds_csi.csi.node import NodeServicer
-from rds_csi.csi.server import CsiServer
+from rds_csi.csi.server import CsiServer, ServicerRegistration, prepare_unix_socket
 from rds_csi.csi.validation import CapacityLimits, ParameterDefaults
 from rds_csi.kube import EventRecorder, KubeApi, KubeAttachmentFacts, KubeSettings
 from rds_csi.kube.kubevirt import KubeVirtMigrations
@@ -75,12 +75,22 @@ class ControllerParts:
     ) -> None:
         """``kube`` is the plugin's one API client (None without one); the plugin closes it."""
         self.routeros = RouterOSBackend(config.routeros, metrics)
+        self._temp_state_dir: Path | None = None
+        try:
+            self._build(config, metrics, health, clock, kube)
+        except BaseException:
+            self.routeros.close()
+            self.remove_private_dirs()
+            raise
+
+    def _build(
+        self, config: PluginConfig, metrics: Metrics, health: HealthRegistry, clock: Clock, kube: KubeApi | None
+    ) -> None:
         health.register("routeros", self.routeros.client.check)
         self.kube = kube
         self.events: EventRecorder | None = None
         # Without VolumeAttachments to rebuild from, the attachments live in a state file (see attach.store).
         self.state: AttachmentStateFile | None = None
-        self._temp_state_dir: Path | None = None
         events: EventSink
         nodes: NodeDirectory
         if self.kube is not None:
@@ -179,9 +189,14 @@ class ControllerParts:
             self.events.stop(timeout=5.0)
         if self.state is not None:
             self.state.close()
+        self.routeros.close()
+        self.remove_private_dirs()
+
+    def remove_private_dirs(self) -> None:
+        """Remove the temp dirs of a throwaway setup (attachments, the embedded simulator's keys)."""
         if self._temp_state_dir is not None:
             shutil.rmtree(self._temp_state_dir, ignore_errors=True)
-        self.routeros.close()
+        self.routeros.remove_private_dir()
 
 
 class NodeParts:
@@ -254,6 +269,29 @@ class NodeParts:
             self.uevents.stop()
 
 
+def check_files_readable(config: PluginConfig) -> None:
+    """Refuse, naming the flag, a file the configuration reads that cannot be read now rather than later."""
+    for flag, path in files_read_at_start(config):
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(flag, f"cannot read {path}: {exc.strerror}") from None
+
+
+def prepare_socket_directories(endpoints: tuple[Endpoint, ...]) -> None:
+    """Make each unix endpoint bindable now (its directory made, a stale socket removed, a live one refused)."""
+    for endpoint in endpoints:
+        if endpoint.scheme != "unix":
+            continue
+        try:
+            prepare_unix_socket(endpoint.address)
+        except OSError as exc:
+            directory = os.path.dirname(endpoint.address)
+            reason = "not a directory" if os.path.exists(directory) and not os.path.isdir(directory) else exc.strerror
+            raise ConfigError("--endpoint", f"cannot create the socket {endpoint.address}: {reason}") from None
+
+
 def _abandon_process(event: str, waited: float, status: int) -> NoReturn:
     log_event(_log, event, logging.ERROR, waited_s=waited, exit_status=status)
     faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
@@ -267,6 +305,7 @@ class Plugin:
         """``clock`` drives the attachment rules (grace periods, migration windows); tests pass virtual time.
         ``connector`` stands in for the kernel's NVMe/TCP host in the node service (tests without nvme-tcp)."""
         self.config = config
+        check_files_readable(config)
         self.metrics = Metrics()
         self.health = HealthRegistry()
         self.metrics.build_info.labels(__version__, NATIVE_BACKEND).set(1)
@@ -276,28 +315,47 @@ class Plugin:
             controller=config.mode.runs_controller,
             health=self.health,
         )
-        registrations = [identity.register]
-        settings = kube_settings(config.kube)
-        # One API client for both services (--mode all): one token read, one connection pool.
-        self.kube = KubeApi(settings) if settings is not None else None
+        registrations: list[ServicerRegistration] = [identity.register]
+        # What the flags name is claimed first: a busy port or an unusable socket path stops the start before
+        # anything (the embedded simulator, its temp dir) exists that would have to be undone.
+        self.http: ObservabilityServer | None = None
+        if config.metrics_address is not None:
+            try:
+                self.http = ObservabilityServer(config.metrics_address, self.metrics, self.health)
+            except OSError as exc:
+                reason = f"cannot listen on {config.metrics_address}: {exc.strerror}"
+                raise ConfigError("--metrics-address", reason) from None
+        self.kube: KubeApi | None = None
         self.controller: ControllerParts | None = None
-        if config.mode.runs_controller:
-            self.controller = ControllerParts(config, self.metrics, self.health, clock or SystemClock(), self.kube)
-            registrations.append(self.controller.servicer.register)
         self.node: NodeParts | None = None
-        if config.mode.runs_node:
-            self.node = NodeParts(config, self.kube, self.metrics, connector)
-            registrations.append(self.node.servicer.register)
+        try:
+            prepare_socket_directories(config.endpoint)
+            registrations += self._build_services(config, clock, connector)
+        except BaseException:
+            self._stop_parts()
+            raise
         self.server = CsiServer(
             endpoints=config.endpoint,
             registrations=registrations,
             interceptors=[CsiCallInterceptor(self.metrics, config.rpc_timeout)],
             workers=config.grpc_workers,
         )
-        self.http: ObservabilityServer | None = None
-        if config.metrics_address is not None:
-            self.http = ObservabilityServer(config.metrics_address, self.metrics, self.health)
         self._stop_requested = threading.Event()
+
+    def _build_services(
+        self, config: PluginConfig, clock: Clock | None, connector: Connector | None
+    ) -> list[ServicerRegistration]:
+        registrations: list[ServicerRegistration] = []
+        settings = kube_settings(config.kube)
+        # One API client for both services (--mode all): one token read, one connection pool.
+        self.kube = KubeApi(settings) if settings is not None else None
+        if config.mode.runs_controller:
+            self.controller = ControllerParts(config, self.metrics, self.health, clock or SystemClock(), self.kube)
+            registrations.append(self.controller.servicer.register)
+        if config.mode.runs_node:
+            self.node = NodeParts(config, self.kube, self.metrics, connector)
+            registrations.append(self.node.servicer.register)
+        return registrations
 
     @property
     def routeros(self) -> RouterOSBackend | None:
@@ -349,9 +407,16 @@ class Plugin:
         """
         limit = self.config.shutdown_timeout + SHUTDOWN_WATCHDOG_SLACK
         if not stopped.wait(limit):
+            self._remove_private_dirs()
             _abandon_process("plugin.shutdown_stuck", limit, status=1)
         time.sleep(exit_grace)  # reached only if the process is still alive: its exit is what hangs
+        self._remove_private_dirs()
         _abandon_process("plugin.exit_stuck", exit_grace, status=0)
+
+    def _remove_private_dirs(self) -> None:
+        """``os._exit`` skips every cleanup: the temp dirs (SSH private keys among them) go first."""
+        if self.controller is not None:
+            self.controller.remove_private_dirs()
 
     def run_until_signalled(self) -> None:
         """Start, serve until SIGTERM or SIGINT, then shut down gracefully. Call from the main thread."""

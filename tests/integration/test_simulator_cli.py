@@ -91,4 +91,5 @@ def test_data_plane_address_must_be_loopback_unless_allowed(short_tmp: Path) -> 
     ]  # fmt: skip
     result = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 2
-    assert "refusing to listen on non-loopback nvmet_address '192.0.2.10'" in result.stderr
+    refusal = "--nvmet-address: refusing to listen on non-loopback '192.0.2.10' without --allow-non-loopback"
+    assert refusal in result.stderr

@@ -34,10 +34,10 @@ class ObservabilityServer:
         log_event(_log, "metrics.listening", port=self.port)
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
+        if self._thread is not None:  # shutdown() waits for serve_forever: forever, if it never ran
+            self._server.shutdown()
             self._thread.join(timeout=5)
+        self._server.server_close()
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         metrics, health = self._metrics, self._health

@@ -23,8 +23,7 @@ class ImageStore:
     """Sparse image files for model file names, confined under ``root``."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root.resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = root.resolve()  # created with the first image, so a refused start leaves nothing behind
 
     def path(self, name: str) -> Path:
         parts = name.split("/")

@@ -62,9 +62,12 @@ class SimulatorConfig:
     nvmet_address: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
-        for what, host in (("host", self.host), ("nvmet_address", self.nvmet_address)):
+        # Named by the command-line flags (``rds-csi simulator``); in code they are the fields of the same name.
+        for what, host in (("--host", self.host), ("--nvmet-address", self.nvmet_address)):
             if not self.allow_non_loopback and not _is_loopback(host):
-                raise InvalidArgument(f"refusing to listen on non-loopback {what} {host!r} (allow_non_loopback)")
+                raise InvalidArgument(
+                    f"{what}: refusing to listen on non-loopback {host!r} without --allow-non-loopback"
+                )
         try:
             ipaddress.ip_address(self.nvmet_address)
         except ValueError:
