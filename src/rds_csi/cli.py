@@ -64,6 +64,14 @@ def _add_simulator_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--faults-file", help="fault plan JSON, reloaded on SIGHUP")
     parser.add_argument("--console-width", type=int, default=80, help="default console width (80)")
     parser.add_argument(
+        "--disk-flags",
+        choices=("disabled", "documented"),
+        default="disabled",
+        help="flag letters of /disk entries: only X for a disabled one (default), or every documented letter that "
+        "applies (X, B, M, lower-case t for an NVMe/TCP export)",
+    )
+    parser.add_argument("--no-flags-legend", action="store_true", help="print flag letters without the Flags: legend")
+    parser.add_argument(
         "--nvmet-data-dir",
         help="optional data plane: keep images as sparse files here and export disks as real NVMe/TCP targets "
         "through the kernel's nvmet (needs root and the nvmet, nvmet-tcp modules)",
@@ -144,7 +152,7 @@ def run_simulator(args: argparse.Namespace) -> int:
 
     from rds_csi.errors import InvalidArgument, RdsCsiError
     from rds_csi.observability.logging import configure_logging
-    from rds_csi.simulator import FaultPlan, Simulator, SimulatorConfig, run_forever
+    from rds_csi.simulator import FaultPlan, FlagColumn, FlagStyle, Simulator, SimulatorConfig, run_forever
 
     configure_logging(args.log_format, args.log_level)
     if not args.password_file and not args.authorized_keys:
@@ -162,6 +170,7 @@ def run_simulator(args: argparse.Namespace) -> int:
             rest_tls=not args.no_tls,
             persist_file=state_dir / "model.json" if args.persist else None,
             console_width=args.console_width,
+            flags=FlagColumn(FlagStyle(args.disk_flags), legend=not args.no_flags_legend),
             faults=FaultPlan(profile=args.profile),
             faults_file=Path(args.faults_file) if args.faults_file else None,
             users={args.user: password},

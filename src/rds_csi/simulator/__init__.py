@@ -15,6 +15,7 @@ from __future__ import annotations
 from rds_csi.simulator.cli import SystemInfo, execute, parse
 from rds_csi.simulator.engine import CommandLog, LoggedCommand
 from rds_csi.simulator.faults import PROFILES, FaultInjector, FaultPlan, FaultRule
+from rds_csi.simulator.format import FlagColumn, FlagStyle
 from rds_csi.simulator.model import INITIAL_ALLOCATION, Model, Traffic
 from rds_csi.simulator.server import Simulator, SimulatorConfig, run_forever
 
@@ -25,6 +26,8 @@ __all__ = [
     "FaultInjector",
     "FaultPlan",
     "FaultRule",
+    "FlagColumn",
+    "FlagStyle",
     "LoggedCommand",
     "Model",
     "Simulator",

@@ -24,6 +24,8 @@ from rds_csi.errors import InvalidArgument, NotFound, RdsCsiError
 from rds_csi.simulator.format import (
     DISK_MENU,
     FILE_MENU,
+    PLAIN_FLAGS,
+    FlagColumn,
     Kind,
     Menu,
     api_value,
@@ -563,10 +565,13 @@ _TIME_KEYS = frozenset({"read-time", "write-time", "active-time", "wait-time"})
 class Interpreter:
     """Runs parsed commands against a ``Model`` and renders the console's text."""
 
-    def __init__(self, model: Model, info: SystemInfo, uptime: Callable[[], float]) -> None:
+    def __init__(
+        self, model: Model, info: SystemInfo, uptime: Callable[[], float], flags: FlagColumn = PLAIN_FLAGS
+    ) -> None:
         self.model = model
         self.info = info
         self.uptime = uptime
+        self.flags = flags
 
     def records(self, menu: tuple[str, ...]) -> list[dict[str, Any]]:
         return self.model.disk_records() if menu == ("disk",) else self.model.file_records()
@@ -604,10 +609,10 @@ class Interpreter:
             if "as-value" in command.modifiers:
                 return print_as_value(fmt, records, command.proplist)
             if "terse" in command.modifiers:
-                return print_terse(fmt, records, command.proplist)
+                return print_terse(fmt, records, command.proplist, self.flags)
             if "detail" in command.modifiers or command.proplist is not None:
-                return print_detail(fmt, records, width, command.proplist)
-            return print_table(fmt, records, width)
+                return print_detail(fmt, records, width, command.proplist, self.flags)
+            return print_table(fmt, records, width, self.flags)
         if command.verb == "add":
             self.model.add_disk(command.params, short_copy=short_copy)
             return ""

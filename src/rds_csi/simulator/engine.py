@@ -12,6 +12,7 @@ from rds_csi.clock import Clock
 from rds_csi.errors import RdsCsiError
 from rds_csi.simulator.cli import Command, Interpreter, SystemInfo, parse, render_error
 from rds_csi.simulator.faults import GARBAGE, Decision, FaultInjector
+from rds_csi.simulator.format import PLAIN_FLAGS, FlagColumn
 from rds_csi.simulator.model import Model
 
 _POLL = 0.05
@@ -64,12 +65,14 @@ class CommandLog:
 
 
 class Engine:
-    def __init__(self, model: Model, faults: FaultInjector, info: SystemInfo, clock: Clock) -> None:
+    def __init__(
+        self, model: Model, faults: FaultInjector, info: SystemInfo, clock: Clock, flags: FlagColumn = PLAIN_FLAGS
+    ) -> None:
         self.model = model
         self.faults = faults
         self.clock = clock
         self.started = clock.now()
-        self.interpreter = Interpreter(model, info, lambda: clock.now() - self.started)
+        self.interpreter = Interpreter(model, info, lambda: clock.now() - self.started, flags)
         self.stopping = threading.Event()
         self.commands = CommandLog()
 

@@ -21,6 +21,7 @@ from rds_csi.simulator.cli import SystemInfo
 from rds_csi.simulator.control import make_control_server
 from rds_csi.simulator.engine import CommandLog, Engine
 from rds_csi.simulator.faults import FaultInjector, FaultPlan
+from rds_csi.simulator.format import PLAIN_FLAGS, FlagColumn
 from rds_csi.simulator.http import HttpFrontEnd, ensure_certificate
 from rds_csi.simulator.images import ImageStore
 from rds_csi.simulator.model import Model
@@ -48,6 +49,8 @@ class SimulatorConfig:
     rest_tls: bool = True
     persist_file: Path | None = None
     console_width: int = 80
+    # How /disk entries show their flag letters over SSH (REST has none): only X, or every documented letter.
+    flags: FlagColumn = PLAIN_FLAGS
     faults: FaultPlan = field(default_factory=FaultPlan)
     faults_file: Path | None = None
     users: Mapping[str, str | None] = field(default_factory=_default_users)
@@ -121,7 +124,7 @@ class Simulator:
             data_plane=data_plane,
         )
         self._host_key = load_host_key(config.state_dir)
-        self._engine = Engine(self.model, self.faults, config.system, clock or SystemClock())
+        self._engine = Engine(self.model, self.faults, config.system, clock or SystemClock(), config.flags)
         self._ssh: SshServer | None = None
         self._rest: HttpFrontEnd | None = None
         self._control: HttpFrontEnd | None = None

@@ -9,8 +9,9 @@ import pytest
 
 from rds_csi.errors import InvalidArgument
 from rds_csi.routeros.commands import quote as client_quote
+from rds_csi.routeros.parse import FLAGS_KEY, INDEX_KEY, parse_detail, parse_disks
 from rds_csi.simulator.cli import FindItems, Interpreter, ItemRefs, SystemInfo, execute, parse, tokenize
-from rds_csi.simulator.format import human_bytes, print_block, quote
+from rds_csi.simulator.format import FlagColumn, FlagStyle, human_bytes, print_block, quote
 from rds_csi.simulator.model import Model, Traffic
 
 TRANSCRIPTS = Path(__file__).parent / "transcripts"
@@ -127,6 +128,41 @@ def test_disabled_disk_gets_flag_letter_and_legend(console: Interpreter) -> None
     lines = ok(console, "/disk print detail where disabled").splitlines()
     assert lines[0] == "Flags: X - disabled"
     assert lines[1].startswith(" 0 X type=file")
+
+
+FLAGS_PROPLIST = "type,slot,mount-point,size,free,nvme-tcp-export,nvme-tcp-server-port,file-path,file-size"
+
+
+def documented_flags_console(model: Model, legend: bool) -> Interpreter:
+    console = Interpreter(model, SystemInfo(), lambda: 3725.0, FlagColumn(FlagStyle.DOCUMENTED, legend=legend))
+    ok(
+        console,
+        "/disk add type=file slot=pvc-flag-bt file-path=/storage-pool/metal-csi/pvc-flag-bt.img file-size=2G "
+        "nvme-tcp-export=yes nvme-tcp-server-port=4420",
+    )
+    ok(
+        console,
+        "/disk add type=file slot=snap-flag-xb file-path=/storage-pool/metal-csi/snap-flag-xb.img file-size=1G "
+        "disabled=yes",
+    )
+    return console
+
+
+def test_documented_flags_print_every_letter_that_applies_under_the_legend(model: Model) -> None:
+    console = documented_flags_console(model, legend=True)
+    output = ok(console, f"/disk print detail proplist={FLAGS_PROPLIST}")
+    assert output == transcript("disk-print-detail-flags-documented.txt")
+    records = parse_detail(output)
+    assert [(r[INDEX_KEY], r[FLAGS_KEY]) for r in records] == [("0", "BM"), ("1", "Bt"), ("2", "XB")]
+    assert [d.disabled for d in parse_disks(output)] == [False, False, True]
+
+
+def test_documented_flags_can_go_without_the_legend(model: Model) -> None:
+    console = documented_flags_console(model, legend=False)
+    output = ok(console, f"/disk print detail proplist={FLAGS_PROPLIST}")
+    assert output == transcript("disk-print-detail-flags-documented.txt").split("\n", 1)[1]
+    assert ok(console, "/disk print").splitlines()[0].startswith("#")
+    assert [line.split()[1] for line in ok(console, "/disk print terse").splitlines()] == ["BM", "Bt", "XB"]
 
 
 def test_terse_is_one_line_per_record(console: Interpreter) -> None:
