@@ -37,7 +37,9 @@ class RouterOSBackend:
             if config.transport is RouterOSTransportKind.SIMULATOR
             else (self._remote(config, metrics))
         )
-        self.client = RouterOSClient(transport, command_timeout=config.command_timeout, metrics=metrics)
+        self.client = RouterOSClient(
+            transport, command_timeout=config.command_timeout, metrics=metrics, copy_from_form=config.copy_from_form
+        )
 
     @property
     def simulator(self) -> Simulator | None:

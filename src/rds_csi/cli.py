@@ -72,6 +72,12 @@ def _add_simulator_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-flags-legend", action="store_true", help="print flag letters without the Flags: legend")
     parser.add_argument(
+        "--copy-from-accepts",
+        choices=("any", "file", "disk"),
+        default="any",
+        help="which copy-from form /disk add takes: both (default), an image path only, or a disk reference only",
+    )
+    parser.add_argument(
         "--nvmet-data-dir",
         help="optional data plane: keep images as sparse files here and export disks as real NVMe/TCP targets "
         "through the kernel's nvmet (needs root and the nvmet, nvmet-tcp modules)",
@@ -152,7 +158,15 @@ def run_simulator(args: argparse.Namespace) -> int:
 
     from rds_csi.errors import InvalidArgument, RdsCsiError
     from rds_csi.observability.logging import configure_logging
-    from rds_csi.simulator import FaultPlan, FlagColumn, FlagStyle, Simulator, SimulatorConfig, run_forever
+    from rds_csi.simulator import (
+        CopyFromAccepts,
+        FaultPlan,
+        FlagColumn,
+        FlagStyle,
+        Simulator,
+        SimulatorConfig,
+        run_forever,
+    )
 
     configure_logging(args.log_format, args.log_level)
     if not args.password_file and not args.authorized_keys:
@@ -171,6 +185,7 @@ def run_simulator(args: argparse.Namespace) -> int:
             persist_file=state_dir / "model.json" if args.persist else None,
             console_width=args.console_width,
             flags=FlagColumn(FlagStyle(args.disk_flags), legend=not args.no_flags_legend),
+            copy_from_accepts=CopyFromAccepts(args.copy_from_accepts),
             faults=FaultPlan(profile=args.profile),
             faults_file=Path(args.faults_file) if args.faults_file else None,
             users={args.user: password},

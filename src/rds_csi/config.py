@@ -52,6 +52,20 @@ class RouterOSTransportKind(StrEnum):
     SIMULATOR = "simulator"  # the embedded RouterOS simulator on loopback: no hardware, no real storage
 
 
+class CopyFromForm(StrEnum):
+    """How ``/disk add copy-from=`` names its source. Public RouterOS documentation does not settle which one the
+    RDS takes, so the driver sends the configured one and learns from a refusal (``rds_csi.routeros.client``)."""
+
+    FILE = "file"
+    """The source disk's backing file: ``copy-from="/pool/dir/src.img"``."""
+    DISK = "disk"
+    """The source disk itself: ``copy-from=[find slot="src"]`` (REST: ``"copy-from": "src"``)."""
+
+    @property
+    def other(self) -> CopyFromForm:
+        return CopyFromForm.DISK if self is CopyFromForm.FILE else CopyFromForm.FILE
+
+
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """Where the CSI gRPC server listens: a unix socket path or a TCP host:port."""
@@ -89,6 +103,7 @@ class RouterOSConfig:
     insecure_skip_tls_verify: bool
     pool_size: int
     command_timeout: float
+    copy_from_form: CopyFromForm
     simulator_state_dir: str | None
 
 
@@ -417,6 +432,14 @@ ROUTEROS_OPTIONS: tuple[OptionSpec, ...] = (
     ),
     OptionSpec("routeros_pool_size", "4", _int_between(1, 64), "persistent RouterOS connections", "N"),
     OptionSpec("routeros_command_timeout", "10", _float_between(0.5, 300), "seconds per RouterOS command", "SECONDS"),
+    OptionSpec(
+        "routeros_copy_from_form",
+        "file",
+        _choice(CopyFromForm),
+        "how /disk add copy-from= names the source of a clone or snapshot: file (its backing file path) or disk "
+        "([find slot=...]); if RouterOS refuses it, the other form is tried once and kept while the process runs",
+        "FORM",
+    ),
     OptionSpec(
         "routeros_simulator_state_dir",
         "",

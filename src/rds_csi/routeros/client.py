@@ -3,21 +3,31 @@
 Retries follow one rule: a command whose reply was lost (``CommandOutcomeUnknown``) is never blindly repeated
 unless repeating it is harmless. ``/disk add`` re-reads the disk to learn whether it happened; ``set`` and
 ``remove [find ...]`` are idempotent and are repeated once.
+
+``copy-from`` comes in two forms (:class:`CopyFromForm`) and public documentation does not say which one an RDS
+takes. The client sends the configured one; when RouterOS clearly refuses it (not found, invalid), which means
+nothing was created, it sends the other one once. The first form RouterOS accepts is the one this RDS takes: it is
+logged, exported as ``rds_csi_routeros_copy_from_form{form}`` and used, without fallback, for the rest of the
+process. A lost reply is never a refusal: it is settled by re-reading, as for any ``/disk add``.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from rds_csi import errors
+from rds_csi.config import CopyFromForm
 from rds_csi.deadlines import time_left
 from rds_csi.observability.logging import log_event
 from rds_csi.observability.metrics import Metrics
 from rds_csi.routeros.commands import (
     Command,
+    CopySource,
+    DiskRef,
     build_disk_add,
     build_disk_backed_by,
     build_disk_export,
@@ -66,12 +76,23 @@ def _result_label(exc: BaseException) -> str:
 
 
 class RouterOSClient:
-    def __init__(self, transport: Transport, *, command_timeout: float = 10.0, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        command_timeout: float = 10.0,
+        metrics: Metrics | None = None,
+        copy_from_form: CopyFromForm = CopyFromForm.FILE,
+    ) -> None:
         self.transport = transport
         self.command_timeout = command_timeout
         self._metrics = metrics
         self._unreachable = False
         self._recovery_listeners: list[Callable[[], None]] = []
+        self._copy_lock = threading.Lock()
+        self._copy_from_form = copy_from_form
+        self._copy_from_settled = False  # True once RouterOS accepted a copy in _copy_from_form
+        self._publish_copy_from_form()
 
     def on_recovery(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` (from the command's thread) when RouterOS answers again after being unreachable."""
@@ -138,6 +159,12 @@ class RouterOSClient:
 
     # ---- writes -------------------------------------------------------------------------------------------------
 
+    @property
+    def copy_from_form(self) -> CopyFromForm:
+        """The ``copy-from`` form the next copy is sent in."""
+        with self._copy_lock:
+            return self._copy_from_form
+
     def create_disk(
         self,
         *,
@@ -145,21 +172,50 @@ class RouterOSClient:
         file_path: RouterPath,
         size_bytes: int | None,
         port: int | None,
-        copy_from: RouterPath | None = None,
+        copy_from: CopySource | None = None,
         export: bool = True,
         marker_nqn: str | None = None,
     ) -> Disk:
-        """Add a file-backed disk of ``size_bytes`` (or, with ``copy_from``, a copy-on-write copy of that file, at
+        """Add a file-backed disk of ``size_bytes`` (or, with ``copy_from``, a copy-on-write copy of that disk, at
         its size) and return it as RouterOS lists it."""
-        command = build_disk_add(
-            slot=slot,
-            file_path=file_path,
-            size_bytes=size_bytes,
-            port=port,
-            copy_from=copy_from,
-            export=export,
-            marker_nqn=marker_nqn,
-        )
+
+        def add(source: RouterPath | DiskRef | None) -> Disk:
+            command = build_disk_add(
+                slot=slot,
+                file_path=file_path,
+                size_bytes=size_bytes,
+                port=port,
+                copy_from=source,
+                export=export,
+                marker_nqn=marker_nqn,
+            )
+            return self._add(slot, command)
+
+        if copy_from is None:
+            return add(None)
+        with self._copy_lock:
+            form, settled = self._copy_from_form, self._copy_from_settled
+        try:
+            disk = add(copy_from.argument(form))
+        except (errors.NotFound, errors.InvalidArgument) as refused:
+            if settled:
+                raise  # this RDS takes this form: the refusal is about the copy, not the form
+            other = form.other
+            log_event(
+                _log, "routeros.copy_from_refused", logging.WARNING, slot=slot, form=form.value, trying=other.value,
+                error=refused.message,
+            )  # fmt: skip
+            try:
+                disk = add(copy_from.argument(other))
+            except (errors.NotFound, errors.InvalidArgument) as also:
+                raise type(refused)(
+                    f"{refused.message} (copy-from as a {form.value}); as a {other.value} too: {also.message}"
+                ) from also
+            form = other
+        self._settle_copy_from_form(form)
+        return disk
+
+    def _add(self, slot: str, command: Command) -> Disk:
         try:
             self._execute("disk_add", command)
         except CommandOutcomeUnknown as lost:
@@ -210,6 +266,23 @@ class RouterOSClient:
         self._idempotent("file_remove", build_file_remove(path))
 
     # ---- plumbing -----------------------------------------------------------------------------------------------
+
+    def _settle_copy_from_form(self, form: CopyFromForm) -> None:
+        """RouterOS made a copy with ``form``: it is the one this RDS takes, for the life of the process."""
+        with self._copy_lock:
+            if self._copy_from_settled:
+                return
+            configured = self._copy_from_form
+            self._copy_from_form, self._copy_from_settled = form, True
+        level = logging.INFO if form is configured else logging.WARNING
+        log_event(_log, "routeros.copy_from_form", level, form=form.value, configured=configured.value)
+        self._publish_copy_from_form()
+
+    def _publish_copy_from_form(self) -> None:
+        if self._metrics is not None:
+            current = self.copy_from_form
+            for form in CopyFromForm:
+                self._metrics.routeros_copy_from_form.labels(form.value).set(1 if form is current else 0)
 
     def _idempotent(self, op: str, command: Command) -> list[Record]:
         try:

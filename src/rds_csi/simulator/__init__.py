@@ -16,13 +16,14 @@ from rds_csi.simulator.cli import SystemInfo, execute, parse
 from rds_csi.simulator.engine import CommandLog, LoggedCommand
 from rds_csi.simulator.faults import PROFILES, FaultInjector, FaultPlan, FaultRule
 from rds_csi.simulator.format import FlagColumn, FlagStyle
-from rds_csi.simulator.model import INITIAL_ALLOCATION, Model, Traffic
+from rds_csi.simulator.model import INITIAL_ALLOCATION, CopyFromAccepts, Model, Traffic
 from rds_csi.simulator.server import Simulator, SimulatorConfig, run_forever
 
 __all__ = [
     "INITIAL_ALLOCATION",
     "PROFILES",
     "CommandLog",
+    "CopyFromAccepts",
     "FaultInjector",
     "FaultPlan",
     "FaultRule",

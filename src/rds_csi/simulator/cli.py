@@ -227,6 +227,7 @@ class Command:
     modifiers: frozenset[str] = frozenset()
     proplist: tuple[str, ...] | None = None
     where: Expr | None = None
+    references: Mapping[str, FindItems] = field(default_factory=dict)  # name=[find ...]: resolved when run
 
     @property
     def op(self) -> str:
@@ -251,6 +252,8 @@ _MENUS: dict[tuple[str, ...], _MenuSpec] = {
     ("system", "resource"): _MenuSpec(None, frozenset({"print"}), frozenset()),
 }
 _PRINT_MODIFIERS = frozenset({"detail", "terse", "as-value", "without-paging"})
+# Arguments that name an item of the menu, so a [find ...] may stand as their value (it yields the item ids).
+_REFERENCE_PARAMS = frozenset({"copy-from"})
 
 
 class _Parser:
@@ -281,7 +284,9 @@ class _Parser:
         if verb == "print":
             return self.print_args(menu, spec)
         if verb == "add":
-            return Command(menu, verb, params=self.named_params(DISK_ADD_PARAMS))
+            references: dict[str, FindItems] = {}
+            params = self.named_params(DISK_ADD_PARAMS, (spec, menu, references))
+            return Command(menu, verb, params=params, references=references)
         items = self.items(spec, menu)
         allowed = DISK_SET_PARAMS if verb == "set" else frozenset()
         params = self.named_params(allowed if items is not None else allowed | {"numbers"})
@@ -366,18 +371,29 @@ class _Parser:
             return ItemRefs(tuple(token.text.split(",")))
         return None
 
-    def named_params(self, allowed: frozenset[str]) -> dict[str, str]:
+    def named_params(
+        self,
+        allowed: frozenset[str],
+        finds: tuple[_MenuSpec, tuple[str, ...], dict[str, FindItems]] | None = None,
+    ) -> dict[str, str]:
+        """``name=value`` arguments; with ``finds``, a reference argument's ``[find ...]`` goes into its dict."""
         params: dict[str, str] = {}
         while self.peek().kind is TokKind.WORD and self.peek(1).kind is TokKind.EQ:
             name = self.peek()
-            if name.text not in allowed or name.text in params:
+            if name.text not in allowed or name.text in params or (finds is not None and name.text in finds[2]):
                 raise _expected_end(name)
             self.take()
             eq = self.take()
             value = self.peek()
             if not name.spaced or eq.spaced:
                 raise _syntax(eq.line, eq.column)
-            if value.kind in (TokKind.WORD, TokKind.STRING) and not value.spaced:
+            reference = finds is not None and name.text in _REFERENCE_PARAMS
+            if value.kind is TokKind.LBRACK and not value.spaced and reference and finds is not None:
+                spec, menu, references = finds
+                found = self.items(spec, menu)
+                assert isinstance(found, FindItems)  # items() reads a bracket as [find ...] or refuses it
+                references[name.text] = found
+            elif value.kind in (TokKind.WORD, TokKind.STRING) and not value.spaced:
                 params[name.text] = self.take().text
             elif value.kind is TokKind.END or value.spaced:
                 params[name.text] = ""
@@ -614,7 +630,10 @@ class Interpreter:
                 return print_detail(fmt, records, width, command.proplist, self.flags)
             return print_table(fmt, records, width, self.flags)
         if command.verb == "add":
-            self.model.add_disk(command.params, short_copy=short_copy)
+            params = dict(command.params)
+            for name, find in command.references.items():
+                params[name] = ",".join(self.resolve(menu, find))
+            self.model.add_disk(params, short_copy=short_copy)
             return ""
         assert command.items is not None
         ids = self.resolve(menu, command.items)

@@ -219,6 +219,20 @@ def test_set_by_find_and_by_id_and_by_name(console: Interpreter, model: Model) -
     assert record["file-size"] == 2 * GIB
 
 
+def test_copy_from_takes_a_find_that_names_the_source_disk(console: Interpreter, model: Model) -> None:
+    add_disk(console, "pvc-src", "/storage-pool/metal-csi/pvc-src.img", "3G")
+    ok(console, '/disk add type=file slot=cp file-path=/storage-pool/metal-csi/cp.img copy-from=[find slot="pvc-src"]')
+    assert model.disk_records()[-1]["file-size"] == 3 * GIB
+    output, status = run(
+        console, '/disk add type=file slot="cp2" file-path=/storage-pool/metal-csi/cp2.img copy-from=[find slot="none"]'
+    )
+    assert (output, status) == ("failure: no such item\n", 1)
+    with pytest.raises(InvalidArgument, match="bad command name /system"):  # only a find may stand there
+        parse("/disk add type=file slot=x file-path=/storage-pool/x.img copy-from=[/system reboot]")
+    with pytest.raises(InvalidArgument, match="syntax error"):  # no other argument takes one
+        parse('/disk add type=file slot=x file-path=/storage-pool/x.img nvme-tcp-server-nqn=[find slot="a"]')
+
+
 def test_remove_by_find_matching_nothing_succeeds_silently(console: Interpreter) -> None:
     assert run(console, '/disk remove [find slot="ghost"]') == ("", 0)
 
