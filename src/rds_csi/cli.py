@@ -72,6 +72,10 @@ def _add_simulator_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-flags-legend", action="store_true", help="print flag letters without the Flags: legend")
     parser.add_argument(
+        "--routeros-version",
+        help="the RouterOS release /system resource reports, e.g. '7.21.2 (stable)' (default: a current one)",
+    )
+    parser.add_argument(
         "--copy-from-accepts",
         choices=("any", "file", "disk"),
         default="any",
@@ -165,6 +169,7 @@ def run_simulator(args: argparse.Namespace) -> int:
         FlagStyle,
         Simulator,
         SimulatorConfig,
+        SystemInfo,
         run_forever,
     )
 
@@ -186,6 +191,7 @@ def run_simulator(args: argparse.Namespace) -> int:
             console_width=args.console_width,
             flags=FlagColumn(FlagStyle(args.disk_flags), legend=not args.no_flags_legend),
             copy_from_accepts=CopyFromAccepts(args.copy_from_accepts),
+            system=SystemInfo(version=args.routeros_version) if args.routeros_version else SystemInfo(),
             faults=FaultPlan(profile=args.profile),
             faults_file=Path(args.faults_file) if args.faults_file else None,
             users={args.user: password},

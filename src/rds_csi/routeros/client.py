@@ -9,6 +9,11 @@ takes. The client sends the configured one; when RouterOS clearly refuses it (no
 nothing was created, it sends the other one once. The first form RouterOS accepts is the one this RDS takes: it is
 logged, exported as ``rds_csi_routeros_copy_from_form{form}`` and used, without fallback, for the rest of the
 process. A lost reply is never a refusal: it is settled by re-reading, as for any ``/disk add``.
+
+The RouterOS release is read (:meth:`RouterOSClient.identify`) at start-up, whenever RouterOS answers again after
+being unreachable, and by every health check (the same ``/system resource print``). It is exported as
+``rds_csi_routeros_info{version,board}``; a release without the ``/disk`` properties the driver sets
+(:mod:`.version`) is refused: every other command fails with that reason until a supported release answers.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ from rds_csi.routeros.parse import (
     traffic_from_properties,
 )
 from rds_csi.routeros.transport import CommandOutcomeUnknown, Record, Transport
+from rds_csi.routeros.version import UnsupportedRouterOS, check_supported
 
 _log = logging.getLogger(__name__)
 
@@ -93,6 +99,9 @@ class RouterOSClient:
         self._copy_from_form = copy_from_form
         self._copy_from_settled = False  # True once RouterOS accepted a copy in _copy_from_form
         self._publish_copy_from_form()
+        self._identity_lock = threading.Lock()
+        self._identity: tuple[str, str | None] | None = None  # (version, board) last read
+        self._refusal: UnsupportedRouterOS | None = None  # set while the RDS runs an unsupported release
 
     def on_recovery(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` (from the command's thread) when RouterOS answers again after being unreachable."""
@@ -153,9 +162,35 @@ class RouterOSClient:
             raise errors.Internal(f"RouterOS /system resource answered {len(records)} records")
         return system_resource_from_properties(records[0])
 
+    def identify(self, timeout: float | None = None, *, announce: bool = True) -> SystemResource:
+        """Read the RouterOS release and board: exported as ``rds_csi_routeros_info``, logged when ``announce`` or
+        when it changed, and checked. An unsupported release raises :class:`UnsupportedRouterOS`, and every other
+        command is refused with the same reason until a supported release answers."""
+        resource = self.system_resource(timeout)
+        try:
+            check_supported(resource)
+            refusal = None
+        except UnsupportedRouterOS as exc:
+            refusal = exc
+        identity = (resource.version, resource.board_name)
+        with self._identity_lock:
+            changed, self._identity, self._refusal = identity != self._identity, identity, refusal
+        if changed and self._metrics is not None:
+            self._metrics.routeros_info.clear()
+            self._metrics.routeros_info.labels(resource.version, resource.board_name or "unknown").set(1)
+        if changed or announce:
+            log_event(
+                _log, "routeros.identified", logging.INFO if refusal is None else logging.ERROR,
+                version=resource.version, board=resource.board_name or "unknown", transport=self.transport.name,
+                supported=refusal is None,
+            )  # fmt: skip
+        if refusal is not None:
+            raise refusal
+        return resource
+
     def check(self, timeout: float = 5.0) -> None:
-        """Health check for Probe and /healthz: one cheap command end to end."""
-        self.system_resource(timeout)
+        """Health check for Probe and /healthz: one cheap command end to end, which also re-reads the release."""
+        self.identify(timeout, announce=False)
 
     # ---- writes -------------------------------------------------------------------------------------------------
 
@@ -292,6 +327,9 @@ class RouterOSClient:
             return self._execute(op, command)
 
     def _execute(self, op: str, command: Command, timeout: float | None = None) -> list[Record]:
+        refusal = self._refusal
+        if refusal is not None and op != "system_resource":
+            raise UnsupportedRouterOS(refusal.message)
         budget = time_left(timeout or self.command_timeout)
         return self._observe(op, lambda: self.transport.execute(command, budget))
 
@@ -322,6 +360,10 @@ class RouterOSClient:
 
     def _notify_recovery(self) -> None:
         log_event(_log, "routeros.reachable_again", transport=self.transport.name)
+        try:
+            self.identify()  # after an outage the RDS may run another release (an upgrade reboots it)
+        except errors.RdsCsiError as exc:
+            log_event(_log, "routeros.identify_failed", logging.WARNING, error=exc.message)
         for listener in self._recovery_listeners:
             try:
                 listener()

@@ -512,39 +512,61 @@ def matches(expr: Expr | None, record: Mapping[str, Any], menu: Menu | None) -> 
 
 @dataclass(frozen=True, slots=True)
 class SystemInfo:
-    """What ``/system resource print`` reports besides uptime."""
+    """What ``/system resource print`` reports besides uptime. ``version`` is the RouterOS release, as RouterOS
+    prints it (``7.21.2 (stable)``); the driver refuses releases without the /disk properties it sets."""
 
-    version: str = "7.16 (stable)"
-    build_time: str = "2024-09-20 13:00:27"
+    version: str = "7.21.2 (stable)"
+    build_time: str = "2026-01-28 10:06:42"
+    factory_software: str = "7.19.4"
     board_name: str = "RDS2216"
     architecture: str = "arm64"
     cpu: str = "ARM64"
     cpu_count: int = 16
+    cpu_frequency_mhz: int = 2000
+    cpu_load_percent: int = 1
     total_memory: int = 32 * 1024**3
     free_memory: int = 30 * 1024**3
     total_hdd_space: int = 1024**3
     free_hdd_space: int = 900 * 1024**2
+    write_sect_since_reboot: int = 5_218
+    write_sect_total: int = 1_940_337
+    bad_blocks_percent: int = 0
 
 
 def resource_pairs(info: SystemInfo, uptime_seconds: float) -> list[tuple[str, Any]]:
+    """The properties in the order RouterOS prints them, with raw values (what REST sends, as strings)."""
     return [
         ("uptime", _duration(uptime_seconds)),
         ("version", info.version),
         ("build-time", info.build_time),
+        ("factory-software", info.factory_software),
         ("free-memory", info.free_memory),
         ("total-memory", info.total_memory),
         ("cpu", info.cpu),
         ("cpu-count", info.cpu_count),
-        ("cpu-load", 1),
+        ("cpu-frequency", info.cpu_frequency_mhz),
+        ("cpu-load", info.cpu_load_percent),
         ("free-hdd-space", info.free_hdd_space),
         ("total-hdd-space", info.total_hdd_space),
+        ("write-sect-since-reboot", info.write_sect_since_reboot),
+        ("write-sect-total", info.write_sect_total),
+        ("bad-blocks", info.bad_blocks_percent),
         ("architecture-name", info.architecture),
         ("board-name", info.board_name),
         ("platform", "MikroTik"),
     ]
 
 
-_HUMAN_RESOURCES = frozenset({"free-memory", "total-memory", "free-hdd-space", "total-hdd-space"})
+# How the console shows the resource values that carry a unit (REST sends the bare number).
+_RESOURCE_UNITS: dict[str, Callable[[Any], str]] = {
+    "free-memory": lambda v: human_bytes(int(v)),
+    "total-memory": lambda v: human_bytes(int(v)),
+    "free-hdd-space": lambda v: human_bytes(int(v)),
+    "total-hdd-space": lambda v: human_bytes(int(v)),
+    "cpu-frequency": lambda v: f"{v}MHz",
+    "cpu-load": lambda v: f"{v}%",
+    "bad-blocks": lambda v: f"{v}%",
+}
 
 
 def _duration(seconds: float) -> str:
@@ -617,7 +639,7 @@ class Interpreter:
         menu = command.menu
         if menu == ("system", "resource"):
             pairs = resource_pairs(self.info, self.uptime())
-            return print_block([(k, _human_or_plain(k, v)) for k, v in pairs])
+            return print_block([(k, _console_resource(k, v)) for k, v in pairs])
         fmt = _MENUS[menu].format
         assert fmt is not None
         if command.verb == "print":
@@ -662,8 +684,9 @@ def _id(text: str) -> int:
     return int(text[1:], 16)
 
 
-def _human_or_plain(key: str, value: Any) -> str:
-    return human_bytes(int(value)) if key in _HUMAN_RESOURCES else str(value)
+def _console_resource(key: str, value: Any) -> str:
+    render = _RESOURCE_UNITS.get(key)
+    return render(value) if render is not None else str(value)
 
 
 def _traffic_text(key: str, value: int | str) -> str:

@@ -9,7 +9,7 @@ import pytest
 
 from rds_csi.errors import InvalidArgument
 from rds_csi.routeros.commands import quote as client_quote
-from rds_csi.routeros.parse import FLAGS_KEY, INDEX_KEY, parse_detail, parse_disks
+from rds_csi.routeros.parse import FLAGS_KEY, INDEX_KEY, parse_detail, parse_disks, parse_system_resource
 from rds_csi.simulator.cli import FindItems, Interpreter, ItemRefs, SystemInfo, execute, parse, tokenize
 from rds_csi.simulator.format import FlagColumn, FlagStyle, human_bytes, print_block, quote
 from rds_csi.simulator.model import Model, Traffic
@@ -186,6 +186,16 @@ def test_system_resource_prints_aligned_block(console: Interpreter) -> None:
     lines = ok(console, "/system resource print").splitlines()
     assert lines[0].endswith("uptime: 1h2m5s")
     assert len({line.index(":") for line in lines}) == 1
+    values = dict(line.strip().split(": ", 1) for line in lines)
+    assert values["cpu-load"] == "1%" and values["cpu-frequency"] == "2000MHz" and values["bad-blocks"] == "0%"
+    assert values["free-memory"] == "30.0GiB" and values["board-name"] == "RDS2216"
+
+
+def test_system_resource_reports_the_configured_release(model: Model) -> None:
+    console = Interpreter(model, SystemInfo(version="7.16 (stable)"), lambda: 1.0)
+    resource = parse_system_resource(ok(console, "/system resource print"))
+    assert (resource.version, resource.board_name, resource.cpu_load_percent) == ("7.16 (stable)", "RDS2216", 1.0)
+    assert resource.total_memory_bytes == 32 * GIB
 
 
 @pytest.mark.parametrize(
