@@ -62,6 +62,7 @@ class RouterOSBackend:
                     password=password or "",
                     ca_file=config.ca_file,
                     insecure_skip_tls_verify=config.insecure_skip_tls_verify,
+                    insecure_allow_http=config.insecure_allow_http,
                     pool_size=config.pool_size,
                 )
             )

@@ -101,6 +101,7 @@ class RouterOSConfig:
     rest_url: str | None
     ca_file: str | None
     insecure_skip_tls_verify: bool
+    insecure_allow_http: bool
     pool_size: int
     command_timeout: float
     copy_from_form: CopyFromForm
@@ -312,7 +313,7 @@ def _rest_url(raw: str) -> str | None:
     if not url:
         return None
     if not url.startswith(("https://", "http://")):
-        raise ValueError(f"must start with https:// (or http:// for a lab), got {raw!r}")
+        raise ValueError(f"must start with https://, got {raw!r}")
     return url
 
 
@@ -429,6 +430,13 @@ ROUTEROS_OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("routeros_ca_file", "", _optional_text, "CA bundle that signed the RDS REST certificate", "FILE"),
     OptionSpec(
         "routeros_insecure_skip_tls_verify", "false", parse_bool, "do NOT verify the REST TLS certificate", "BOOL"
+    ),
+    OptionSpec(
+        "routeros_insecure_allow_http",
+        "false",
+        parse_bool,
+        "allow an http:// --routeros-rest-url, which sends the RouterOS password in clear text (logs a warning)",
+        "BOOL",
     ),
     OptionSpec("routeros_pool_size", "4", _int_between(1, 64), "persistent RouterOS connections", "N"),
     OptionSpec("routeros_command_timeout", "10", _float_between(0.5, 300), "seconds per RouterOS command", "SECONDS"),
@@ -615,6 +623,13 @@ def _routeros_config(values: Mapping[str, Any]) -> RouterOSConfig:
             )
     if ros.transport is RouterOSTransportKind.REST and not ros.password_file:
         raise ConfigError("--routeros-password-file", "the REST API needs a password")
+    plain_http = (ros.rest_url or "").startswith("http://")
+    if ros.transport is RouterOSTransportKind.REST and plain_http and not ros.insecure_allow_http:
+        raise ConfigError(
+            "--routeros-rest-url",
+            "http:// would send the RouterOS password in clear text; use https:// "
+            "(or, knowingly, --routeros-insecure-allow-http)",
+        )
     return ros
 
 

@@ -59,7 +59,7 @@ from rds_csi.routeros.parse import (
     system_resource_from_properties,
     traffic_from_properties,
 )
-from rds_csi.routeros.transport import CommandOutcomeUnknown, Record, Transport
+from rds_csi.routeros.transport import CommandOutcomeUnknown, CredentialsRefused, Record, Transport
 from rds_csi.routeros.version import UnsupportedRouterOS, check_supported
 
 _log = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ T = TypeVar("T")
 # Bounded label values for rds_csi_routeros_commands_total{result}.
 _RESULTS: tuple[tuple[type[errors.RdsCsiError], str], ...] = (
     (CommandOutcomeUnknown, "outcome_unknown"),
+    (CredentialsRefused, "credentials_refused"),
     (errors.NotFound, "not_found"),
     (errors.AlreadyExists, "already_exists"),
     (errors.ResourceExhausted, "no_space"),
@@ -348,7 +349,8 @@ class RouterOSClient:
             if self._metrics is not None:
                 self._metrics.routeros_commands.labels(op, result).inc()
                 self._metrics.routeros_command_duration.labels(op).observe(took)
-            level = logging.DEBUG if result == "ok" else logging.WARNING
+            # Refused credentials do not fix themselves: the operator must act, so they are an error, not a blip.
+            level = {"ok": logging.DEBUG, "credentials_refused": logging.ERROR}.get(result, logging.WARNING)
             log_event(
                 _log, "routeros.command", level, op=op, result=result, transport=self.transport.name,
                 took_ms=round(took * 1000, 2),

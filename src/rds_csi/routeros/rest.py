@@ -37,10 +37,14 @@ class RestSettings:
     insecure_skip_tls_verify: bool = False
     pool_size: int = 4
     connect_timeout: float = 5.0
+    # Plain HTTP sends the password in clear text with every request: only when explicitly allowed.
+    insecure_allow_http: bool = False
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("https://", "http://")):
-            raise ValueError("REST base URL must start with https:// (or http:// for a lab)")
+            raise ValueError("REST base URL must start with https://")
+        if self.base_url.startswith("http://") and not self.insecure_allow_http:
+            raise ValueError("REST over http:// sends the RouterOS password in clear text; use https://")
         if self.pool_size < 1:
             raise ValueError("pool size must be at least 1")
 
@@ -52,7 +56,9 @@ class RestTransport:
         self.settings = settings
         self._base = settings.base_url.rstrip("/")
         verify = not settings.insecure_skip_tls_verify
-        if not verify:
+        if self._base.startswith("http://"):
+            log_event(_log, "routeros.rest.plain_http", logging.WARNING, url=self._base, note="password in clear text")
+        elif not verify:
             log_event(_log, "routeros.rest.tls_verification_disabled", logging.WARNING, url=self._base)
         self._http = urllib3.PoolManager(
             num_pools=2,
