@@ -13,7 +13,7 @@ Typical use::
 from __future__ import annotations
 
 from rds_csi.simulator.cli import SystemInfo, execute, parse
-from rds_csi.simulator.engine import CommandLog, LoggedCommand
+from rds_csi.simulator.engine import CommandLog, LoggedCommand, Trickle
 from rds_csi.simulator.faults import PROFILES, FaultInjector, FaultPlan, FaultRule
 from rds_csi.simulator.format import FlagColumn, FlagStyle
 from rds_csi.simulator.model import INITIAL_ALLOCATION, CopyFromAccepts, Model, Traffic
@@ -35,6 +35,7 @@ __all__ = [
     "SimulatorConfig",
     "SystemInfo",
     "Traffic",
+    "Trickle",
     "execute",
     "parse",
     "run_forever",

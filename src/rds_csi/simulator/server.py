@@ -19,7 +19,7 @@ from rds_csi.observability.logging import log_event
 from rds_csi.routeros.ssh import host_key_fingerprint
 from rds_csi.simulator.cli import SystemInfo
 from rds_csi.simulator.control import make_control_server
-from rds_csi.simulator.engine import CommandLog, Engine
+from rds_csi.simulator.engine import CommandLog, Engine, Trickle
 from rds_csi.simulator.faults import FaultInjector, FaultPlan
 from rds_csi.simulator.format import PLAIN_FLAGS, FlagColumn
 from rds_csi.simulator.http import HttpFrontEnd, ensure_certificate
@@ -215,6 +215,11 @@ class Simulator:
         log_event(log, "sim.faults_reloaded", file=self.config.faults_file)
 
     # ---- what clients need to know -------------------------------------------------------------------
+
+    @property
+    def trickles(self) -> list[Trickle]:
+        """How every trickled answer (fault kind ``trickle``) ended, oldest first."""
+        return self._engine.trickles
 
     @property
     def commands(self) -> CommandLog:
