@@ -43,7 +43,9 @@ class RouterOSBackend:
                 self._simulator.stop()
             self.remove_private_dir()
             raise
-        self.client = RouterOSClient(transport, command_timeout=config.command_timeout, metrics=metrics)
+        self.client = RouterOSClient(
+            transport, command_timeout=config.command_timeout, metrics=metrics, copy_from_form=config.copy_from_form
+        )
 
     @property
     def simulator(self) -> Simulator | None:
@@ -70,6 +72,7 @@ class RouterOSBackend:
                     password=password or "",
                     ca_file=config.ca_file,
                     insecure_skip_tls_verify=config.insecure_skip_tls_verify,
+                    insecure_allow_http=config.insecure_allow_http,
                     pool_size=config.pool_size,
                 )
             )

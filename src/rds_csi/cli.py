@@ -71,6 +71,24 @@ def _add_simulator_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--faults-file", help="fault plan JSON, reloaded on SIGHUP")
     parser.add_argument("--console-width", type=int, default=80, help="default console width (80)")
     parser.add_argument(
+        "--disk-flags",
+        choices=("disabled", "documented"),
+        default="disabled",
+        help="flag letters of /disk entries: only X for a disabled one (default), or every documented letter that "
+        "applies (X, B, M, lower-case t for an NVMe/TCP export)",
+    )
+    parser.add_argument("--no-flags-legend", action="store_true", help="print flag letters without the Flags: legend")
+    parser.add_argument(
+        "--routeros-version",
+        help="the RouterOS release /system resource reports, e.g. '7.21.2 (stable)' (default: a current one)",
+    )
+    parser.add_argument(
+        "--copy-from-accepts",
+        choices=("any", "file", "disk"),
+        default="any",
+        help="which copy-from form /disk add takes: both (default), an image path only, or a disk reference only",
+    )
+    parser.add_argument(
         "--nvmet-data-dir",
         help="optional data plane: keep images as sparse files here and export disks as real NVMe/TCP targets "
         "through the kernel's nvmet (needs root and the nvmet, nvmet-tcp modules)",
@@ -177,7 +195,16 @@ def _simulator_state_dir(args: argparse.Namespace) -> Iterator[Path]:
 
 def run_simulator(args: argparse.Namespace) -> int:
     from rds_csi.observability.logging import configure_logging
-    from rds_csi.simulator import FaultPlan, Simulator, SimulatorConfig, run_forever
+    from rds_csi.simulator import (
+        CopyFromAccepts,
+        FaultPlan,
+        FlagColumn,
+        FlagStyle,
+        Simulator,
+        SimulatorConfig,
+        SystemInfo,
+        run_forever,
+    )
 
     with _start_up_failures_as_one_line():
         if not args.password_file and not args.authorized_keys:
@@ -199,6 +226,9 @@ def run_simulator(args: argparse.Namespace) -> int:
                 rest_tls=not args.no_tls,
                 persist_file=state_dir / "model.json" if args.persist else None,
                 console_width=args.console_width,
+                flags=FlagColumn(FlagStyle(args.disk_flags), legend=not args.no_flags_legend),
+                copy_from_accepts=CopyFromAccepts(args.copy_from_accepts),
+                system=SystemInfo(version=args.routeros_version) if args.routeros_version else SystemInfo(),
                 faults=FaultPlan(profile=args.profile),
                 faults_file=Path(args.faults_file) if args.faults_file else None,
                 users={args.user: password},

@@ -54,6 +54,20 @@ class RouterOSTransportKind(StrEnum):
     SIMULATOR = "simulator"  # the embedded RouterOS simulator on loopback: no hardware, no real storage
 
 
+class CopyFromForm(StrEnum):
+    """How ``/disk add copy-from=`` names its source. Public RouterOS documentation does not settle which one the
+    RDS takes, so the driver sends the configured one and learns from a refusal (``rds_csi.routeros.client``)."""
+
+    FILE = "file"
+    """The source disk's backing file: ``copy-from="/pool/dir/src.img"``."""
+    DISK = "disk"
+    """The source disk itself: ``copy-from=[find slot="src"]`` (REST: ``"copy-from": "src"``)."""
+
+    @property
+    def other(self) -> CopyFromForm:
+        return CopyFromForm.DISK if self is CopyFromForm.FILE else CopyFromForm.FILE
+
+
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """Where the CSI gRPC server listens: a unix socket path or a TCP host:port."""
@@ -89,8 +103,10 @@ class RouterOSConfig:
     rest_url: str | None
     ca_file: str | None
     insecure_skip_tls_verify: bool
+    insecure_allow_http: bool
     pool_size: int
     command_timeout: float
+    copy_from_form: CopyFromForm
     simulator_state_dir: str | None
 
 
@@ -303,7 +319,7 @@ def _rest_url(raw: str) -> str | None:
     if not url:
         return None
     if not url.startswith(("https://", "http://")):
-        raise ValueError(f"must start with https:// (or http:// for a lab), got {raw!r}")
+        raise ValueError(f"must start with https://, got {raw!r}")
     return url
 
 
@@ -421,8 +437,23 @@ ROUTEROS_OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         "routeros_insecure_skip_tls_verify", "false", parse_bool, "do NOT verify the REST TLS certificate", "BOOL"
     ),
+    OptionSpec(
+        "routeros_insecure_allow_http",
+        "false",
+        parse_bool,
+        "allow an http:// --routeros-rest-url, which sends the RouterOS password in clear text (logs a warning)",
+        "BOOL",
+    ),
     OptionSpec("routeros_pool_size", "4", _int_between(1, 64), "persistent RouterOS connections", "N"),
     OptionSpec("routeros_command_timeout", "10", _float_between(0.5, 300), "seconds per RouterOS command", "SECONDS"),
+    OptionSpec(
+        "routeros_copy_from_form",
+        "file",
+        _choice(CopyFromForm),
+        "how /disk add copy-from= names the source of a clone or snapshot: file (its backing file path) or disk "
+        "([find slot=...]); if RouterOS refuses it, the other form is tried once and kept while the process runs",
+        "FORM",
+    ),
     OptionSpec(
         "routeros_simulator_state_dir",
         "",
@@ -642,6 +673,13 @@ def _routeros_config(values: Mapping[str, Any]) -> RouterOSConfig:
             )
     if ros.transport is RouterOSTransportKind.REST and not ros.password_file:
         raise ConfigError("--routeros-password-file", "the REST API needs a password")
+    plain_http = (ros.rest_url or "").startswith("http://")
+    if ros.transport is RouterOSTransportKind.REST and plain_http and not ros.insecure_allow_http:
+        raise ConfigError(
+            "--routeros-rest-url",
+            "http:// would send the RouterOS password in clear text; use https:// "
+            "(or, knowingly, --routeros-insecure-allow-http)",
+        )
     return ros
 
 

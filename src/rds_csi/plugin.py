@@ -48,12 +48,15 @@ from rds_csi.observability.http import ObservabilityServer
 from rds_csi.observability.logging import log_event
 from rds_csi.observability.metrics import Metrics
 from rds_csi.orphan_reconciler import OrphanReconciler
+from rds_csi.routeros.version import UnsupportedRouterOS
 from rds_csi.routeros.volumes import VolumeBackend
 
 _log = logging.getLogger(__name__)
 
 # How long past --shutdown-timeout a stop may take before the stuck threads are dumped and the process exits.
 SHUTDOWN_WATCHDOG_SLACK = 5.0
+# How long the start-up read of the RouterOS release may take (an RDS that does not answer must not hold the start).
+IDENTIFY_TIMEOUT = 5.0
 # How long interpreter exit may take after a clean stop (it joins leftover worker threads) before it is cut short.
 EXIT_GRACE = 5.0
 
@@ -167,7 +170,15 @@ class ControllerParts:
         return self._temp_state_dir
 
     def start(self) -> None:
-        """Rebuild attachments from the cluster (or the state file) before any publish can be answered."""
+        """Check the RDS's RouterOS release, then rebuild attachments from the cluster (or the state file) before any
+        publish can be answered."""
+        try:
+            self.routeros.client.identify(IDENTIFY_TIMEOUT)
+        except UnsupportedRouterOS as exc:
+            raise ConfigError("--routeros-address", exc.message) from exc
+        except errors.RdsCsiError as exc:
+            # Reachability is readiness, not a reason to stop: the release is read when RouterOS answers again.
+            log_event(_log, "routeros.release_unknown", logging.WARNING, error=exc.message)
         if self.sync is not None:
             self.sync.start()
         if self.state is not None:

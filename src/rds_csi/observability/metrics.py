@@ -74,6 +74,20 @@ class Metrics:
             namespace=NAMESPACE,
             registry=r,
         )
+        self.routeros_info = Gauge(
+            "routeros_info",
+            "The RouterOS release and board of the RDS, as last read (1)",
+            ["version", "board"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.routeros_copy_from_form = Gauge(
+            "routeros_copy_from_form",
+            "The copy-from form sent to RouterOS is 1: the configured one until a copy proves which one the RDS takes",
+            ["form"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
         self.routeros_reconnects = Counter(
             "routeros_reconnects",
             "RouterOS connections (re)opened after a failure",

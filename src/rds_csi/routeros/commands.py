@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TypeVar
 
+from rds_csi.config import CopyFromForm
 from rds_csi.errors import Internal, InvalidArgument
 from rds_csi.nqn import validate_nqn
 from rds_csi.routeros.names import (
@@ -87,7 +88,18 @@ class Condition:
         return re.search(self.value, actual) is not None
 
 
-ArgValue = str | int | bool
+@dataclass(frozen=True, slots=True)
+class DiskRef:
+    """An argument value that names a disk by its slot: ``[find slot="<slot>"]`` on the console (which yields the
+    disk's item id), the slot itself over REST (where, as for ``parent=``, a disk is referred to by its name)."""
+
+    slot: str
+
+    def __post_init__(self) -> None:
+        validate_slot(self.slot)
+
+
+ArgValue = str | int | bool | DiskRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,9 +114,12 @@ class Arg:
 
     @property
     def text(self) -> str:
-        """RouterOS spelling: ``yes``/``no`` for booleans, decimal for integers, strings unchanged."""
+        """RouterOS spelling: ``yes``/``no`` for booleans, decimal for integers, strings unchanged, a disk
+        reference's slot (the REST spelling; the console renders :class:`DiskRef` as ``[find ...]``)."""
         if isinstance(self.value, bool):
             return "yes" if self.value else "no"
+        if isinstance(self.value, DiskRef):
+            return self.value.slot
         return str(self.value)
 
 
@@ -193,10 +208,16 @@ def render_cli(cmd: Command) -> str:
     if cmd.find:
         parts.append(f"[find {_render_conditions(cmd.find)}]")
     parts.extend(cmd.flags)
-    parts.extend(f"{a.name}={quote(a.text)}" for a in cmd.args)
+    parts.extend(_render_arg(a) for a in cmd.args)
     if cmd.where:
         parts.append("where " + _render_conditions(cmd.where, "or" if cmd.where_any else "and"))
     return " ".join(parts)
+
+
+def _render_arg(arg: Arg) -> str:
+    if isinstance(arg.value, DiskRef):
+        return f"{arg.name}=[find {_render_conditions(_slot_is(arg.value.slot))}]"
+    return f"{arg.name}={quote(arg.text)}"
 
 
 Pairs = tuple[tuple[str, str], ...]
@@ -320,22 +341,34 @@ def _prefix_regex(prefix: str) -> str:
     return "^" + _literal(prefix)
 
 
+@dataclass(frozen=True, slots=True)
+class CopySource:
+    """The disk a copy is made from, known both ways ``copy-from`` may name it."""
+
+    slot: str
+    file_path: RouterPath
+
+    def argument(self, form: CopyFromForm) -> RouterPath | DiskRef:
+        """The ``copy_from`` value of :func:`build_disk_add` in ``form``."""
+        return self.file_path if form is CopyFromForm.FILE else DiskRef(self.slot)
+
+
 def build_disk_add(
     *,
     slot: str,
     file_path: RouterPath,
     size_bytes: int | None,
     port: int | None,
-    copy_from: RouterPath | None = None,
+    copy_from: RouterPath | DiskRef | None = None,
     export: bool = True,
     marker_nqn: str | None = None,
 ) -> Command:
     """``/disk add`` of a file-backed disk, exported over NVMe/TCP unless ``export`` is false.
 
     The NQN is always :func:`nqn_for_volume` of ``slot`` and the backing file must be named ``<slot>.img``
-    (docs/architecture.md §3). ``size_bytes`` is rounded **up** to whole MiB. ``copy_from`` makes a copy-on-write
-    copy of the *source disk's backing file path* (``copy-from=/pool/dir/src.img``; RouterOS documentation does not pin
-    down whether ``copy-from`` takes a slot or a file, and a path is the unambiguous choice). A copy takes its
+    (docs/architecture.md §3). ``size_bytes`` is rounded **up** to whole MiB. ``copy_from`` makes a copy-on-write copy of
+    the source, named by its backing file path (``copy-from="/pool/dir/src.img"``) or, given a :class:`DiskRef`,
+    as the disk itself (``copy-from=[find slot="src"]``): see :class:`CopyFromForm`. A copy takes its
     size from the source, so ``size_bytes`` must be ``None`` with ``copy_from``: grow the copy afterwards with
     :func:`build_disk_resize`. An exported disk needs ``port``; an unexported one (a snapshot) takes none, and
     may carry ``marker_nqn`` instead of its own NQN (the driver marks a copy it has not finished this way; an
@@ -351,7 +384,9 @@ def build_disk_add(
     if size_bytes is not None:
         args.append(Arg("file-size", format_file_size(round_up_allocation(size_bytes))))
     args.append(Arg("slot", slot))
-    if copy_from is not None:
+    if isinstance(copy_from, DiskRef):
+        args.append(Arg("copy-from", copy_from))
+    elif copy_from is not None:
         args.append(Arg("copy-from", _require_path(copy_from, "copy_from").disk_path))
     if export:
         if port is None:

@@ -37,6 +37,7 @@ from rds_csi.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from rds_csi.routeros.transport import CredentialsRefused
 
 _RULES: tuple[tuple[type[RdsCsiError], re.Pattern[str]], ...] = (
     (
@@ -113,8 +114,8 @@ def classify_rest_error(status: int, body: str) -> RdsCsiError:
     """The domain exception for a REST error answer (HTTP ``status`` and the raw response ``body``).
 
     400 carries RouterOS's reason in ``detail`` (``message`` if there is no detail) and is classified like
-    console text; 404 is ``NotFound`` (unknown ``.id``); 408, 429 and 5xx are ``Unavailable``; 401/403 and
-    everything else are ``Internal`` with the status, since retrying will not fix credentials.
+    console text; 404 is ``NotFound`` (unknown ``.id``); 401/403 are ``CredentialsRefused`` (as a refused SSH
+    login is); 408, 429 and 5xx are ``Unavailable``; everything else is ``Internal`` with the status.
     """
     text = body
     try:
@@ -129,6 +130,8 @@ def classify_rest_error(status: int, body: str) -> RdsCsiError:
         return classify_failure(text)
     if status == 404:
         return NotFound(f"RouterOS REST 404: {_clean(text)}")
+    if status in (401, 403):
+        return CredentialsRefused(f"RouterOS refused the credentials (REST {status}: {_clean(text)})")
     if status in (408, 429) or 500 <= status <= 599:
         return Unavailable(f"RouterOS REST {status}: {_clean(text)}")
     return Internal(f"RouterOS REST {status}: {_clean(text)}")

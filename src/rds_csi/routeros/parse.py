@@ -8,8 +8,11 @@
   An index line only starts a new entry when its number is larger than the current entry's and it is indented
   less than the current entry's continuation lines, so a wrapped value that happens to start with digits
   (``091 200``) is never mistaken for an entry. The first entry may lack an index (single-item prints do).
-* After the index: optional flag letters (``X``, ``XD``, ``*``...) and an optional ``;;; comment`` running to the
-  end of the line (stored under ``comment``; bare tokens on the next line continue it).
+* After the index: optional flag letters of either case, in one run or several (``X``, ``BM``, ``t``, ``Bt``,
+  ``Ac``, ``*``...), and an optional ``;;; comment`` running to the end of the line (stored under ``comment``; bare
+  tokens on the next line continue it). Flags are recognised only there, on an entry's first line, where a
+  property (``key=``) is the only other thing that may stand, and each letter at most once per entry; the letters
+  are kept as printed, and the ones the driver does not know mean nothing to it (only ``X``, disabled, is read).
 * Properties are ``key=value``; keys are lower-case RouterOS identifiers. A value is either double-quoted, with
   RouterOS escapes (``\\"`` ``\\\\`` ``\\n`` ``\\t`` ``\\r`` ``\\$`` ``\\?`` ``\\_`` ``\\a`` ``\\b`` ``\\f``
   ``\\v`` and ``\\HH`` bytes, decoded as UTF-8), or unquoted up to the next space.
@@ -47,7 +50,7 @@ COMMENT_KEY = "comment"
 
 _LEGEND_PREFIXES = ("Flags:", "Columns:")
 _INDEX_RE = re.compile(r"( *)([0-9]+)(?= |$)")
-_FLAG_RE = re.compile(r"[A-Z*+]+(?= |$)")
+_FLAG_RE = re.compile(r"[A-Za-z*+]+(?= |$)")
 _KEY_RE = re.compile(r"([a-z][a-z0-9.-]*)=")
 _KV_LINE_RE = re.compile(r" *([a-z][a-z0-9.-]*):(?: +(.*))?")
 _HEX = frozenset("0123456789ABCDEF")
@@ -135,7 +138,9 @@ class _Entry:
                 self.property_column = len(line)
                 return
             flag = _FLAG_RE.match(line, pos)
-            if flag is None:
+            # A letter marks one state, so an entry never prints it twice; a word that repeats one ("garbage") is
+            # text we do not understand, not flags.
+            if flag is None or len(set(self.flags + flag.group(0))) != len(self.flags) + len(flag.group(0)):
                 break
             self.flags += flag.group(0)
             pos = flag.end()

@@ -30,7 +30,7 @@ from rds_csi.observability.metrics import Metrics
 from rds_csi.routeros.commands import Command, render_cli
 from rds_csi.routeros.failures import classify_failure, find_failure
 from rds_csi.routeros.parse import parse_detail, parse_key_values
-from rds_csi.routeros.transport import CommandOutcomeUnknown, Record
+from rds_csi.routeros.transport import CommandOutcomeUnknown, CredentialsRefused, Record
 
 _log = logging.getLogger(__name__)
 
@@ -272,8 +272,8 @@ class SshPool:
                 self._clock.sleep(wait)
             try:
                 conn = self._handshake(min(s.connect_timeout, max(0.1, deadline - self._clock.now())))
-            except HostKeyMismatch:
-                self._note_connect_failure()
+            except (HostKeyMismatch, CredentialsRefused):
+                self._note_connect_failure()  # back off: RouterOS may block a source that keeps failing to log in
                 raise
             except (OSError, EOFError, paramiko.SSHException) as exc:
                 self._note_connect_failure()
@@ -321,7 +321,10 @@ class SshPool:
             transport.set_keepalive(s.keepalive_interval)
         except paramiko.AuthenticationException as exc:
             conn.close()
-            raise errors.Unavailable(f"RouterOS SSH authentication failed for user {s.username!r}: {exc}") from exc
+            how = "key" if self._key is not None else "password"
+            raise CredentialsRefused(
+                f"RouterOS refused the credentials of user {s.username!r} (SSH {how}) at {s.host}:{s.port}: {exc}"
+            ) from exc
         except BaseException:
             conn.close()
             raise

@@ -19,6 +19,12 @@ class CommandOutcomeUnknown(errors.Unavailable):
     """The command was sent but its reply was lost: it may or may not have run. Re-read state to decide."""
 
 
+class CredentialsRefused(errors.Unavailable):
+    """RouterOS refused the user's key or password (SSH) or basic credentials (REST, 401/403). The same class for
+    both transports: UNAVAILABLE, so the sidecars keep retrying and a corrected Secret takes effect without a
+    restart, with a message (and the ``credentials_refused`` command result) that tells the operator what to fix."""
+
+
 class Transport(Protocol):
     name: str
 

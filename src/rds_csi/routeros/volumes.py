@@ -3,12 +3,12 @@
 Names (the compatibility contract, docs/architecture.md §3): a volume is the ``/disk`` whose slot is the volume id,
 backed by ``<volumePath>/<volume id>.img`` and exported as ``nqn.2000-02.com.mikrotik:<volume id lower-cased>``.
 
-A volume created from a source is made in steps: an unexported copy-on-write copy of the source's backing file,
+A volume created from a source is made in steps: an unexported copy-on-write copy of the source disk,
 marked with an NQN that names this volume and that source (``_copy_marker_nqn``), then grown, then exported
 under its own NQN in one ``/disk set``. A retry that finds the marked copy knows it is its own copy of that source
 and finishes it; nothing else writes that mark, and no host can reach the copy before it is finished.
 
-A snapshot is a copy-on-write ``/disk add copy-from=`` of the source's backing file, not exported. Its id is its
+A snapshot is a copy-on-write ``/disk add copy-from=`` of the source disk, not exported. Its id is its
 slot: ``snap-<uuid5 of the snapshot request name>-<source volume id>``. RouterOS prints the slot, so both the
 deterministic id (idempotency across controller restarts) and the source volume (ALREADY_EXISTS for the same name
 with another source, ListSnapshots by source) are recovered from real ``/disk print`` output alone.
@@ -28,6 +28,7 @@ from rds_csi import errors
 from rds_csi.clock import Clock, SystemClock
 from rds_csi.observability.logging import log_event
 from rds_csi.routeros.client import RouterOSClient
+from rds_csi.routeros.commands import CopySource
 from rds_csi.routeros.models import Disk, PoolCapacity
 from rds_csi.routeros.names import (
     MIKROTIK_NQN_PREFIX,
@@ -346,7 +347,7 @@ class VolumeBackend:
                 file_path=file_path,
                 size_bytes=None,
                 port=None,
-                copy_from=source_file,
+                copy_from=CopySource(source_volume_id, source_file),
                 export=False,
             ),
         )
@@ -460,17 +461,17 @@ class VolumeBackend:
         if recorded is not None and recorded != source:
             raise errors.AlreadyExists(f"volume {existing.volume_id!r} exists with a different content source")
 
-    def _source_file(self, source: ContentSource) -> tuple[RouterPath, int]:
-        """The backing file of ``source`` and its size."""
+    def _source_file(self, source: ContentSource) -> tuple[CopySource, int]:
+        """The disk of ``source`` (with its backing file) and its size."""
         if source.kind == "snapshot":
             snapshot = self.get_snapshot(source.source_id)
             if snapshot is None or snapshot.file_path is None:
                 raise errors.NotFound(f"source snapshot {source.source_id!r} does not exist")
-            return self._confined_file(snapshot.file_path), snapshot.size_bytes
+            return CopySource(snapshot.snapshot_id, self._confined_file(snapshot.file_path)), snapshot.size_bytes
         volume = self.get_volume(source.source_id)
         if volume is None or volume.file_path is None:
             raise errors.NotFound(f"source volume {source.source_id!r} does not exist")
-        return self._confined_file(volume.file_path), volume.capacity_bytes
+        return CopySource(volume.volume_id, self._confined_file(volume.file_path)), volume.capacity_bytes
 
     def source_size(self, source: ContentSource) -> int:
         return self._source_file(source)[1]

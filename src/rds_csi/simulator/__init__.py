@@ -13,24 +13,29 @@ Typical use::
 from __future__ import annotations
 
 from rds_csi.simulator.cli import SystemInfo, execute, parse
-from rds_csi.simulator.engine import CommandLog, LoggedCommand
+from rds_csi.simulator.engine import CommandLog, LoggedCommand, Trickle
 from rds_csi.simulator.faults import PROFILES, FaultInjector, FaultPlan, FaultRule
-from rds_csi.simulator.model import INITIAL_ALLOCATION, Model, Traffic
+from rds_csi.simulator.format import FlagColumn, FlagStyle
+from rds_csi.simulator.model import INITIAL_ALLOCATION, CopyFromAccepts, Model, Traffic
 from rds_csi.simulator.server import Simulator, SimulatorConfig, run_forever
 
 __all__ = [
     "INITIAL_ALLOCATION",
     "PROFILES",
     "CommandLog",
+    "CopyFromAccepts",
     "FaultInjector",
     "FaultPlan",
     "FaultRule",
+    "FlagColumn",
+    "FlagStyle",
     "LoggedCommand",
     "Model",
     "Simulator",
     "SimulatorConfig",
     "SystemInfo",
     "Traffic",
+    "Trickle",
     "execute",
     "parse",
     "run_forever",

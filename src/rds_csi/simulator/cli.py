@@ -24,6 +24,8 @@ from rds_csi.errors import InvalidArgument, NotFound, RdsCsiError
 from rds_csi.simulator.format import (
     DISK_MENU,
     FILE_MENU,
+    PLAIN_FLAGS,
+    FlagColumn,
     Kind,
     Menu,
     api_value,
@@ -225,6 +227,7 @@ class Command:
     modifiers: frozenset[str] = frozenset()
     proplist: tuple[str, ...] | None = None
     where: Expr | None = None
+    references: Mapping[str, FindItems] = field(default_factory=dict)  # name=[find ...]: resolved when run
 
     @property
     def op(self) -> str:
@@ -249,6 +252,8 @@ _MENUS: dict[tuple[str, ...], _MenuSpec] = {
     ("system", "resource"): _MenuSpec(None, frozenset({"print"}), frozenset()),
 }
 _PRINT_MODIFIERS = frozenset({"detail", "terse", "as-value", "without-paging"})
+# Arguments that name an item of the menu, so a [find ...] may stand as their value (it yields the item ids).
+_REFERENCE_PARAMS = frozenset({"copy-from"})
 
 
 class _Parser:
@@ -279,7 +284,9 @@ class _Parser:
         if verb == "print":
             return self.print_args(menu, spec)
         if verb == "add":
-            return Command(menu, verb, params=self.named_params(DISK_ADD_PARAMS))
+            references: dict[str, FindItems] = {}
+            params = self.named_params(DISK_ADD_PARAMS, (spec, menu, references))
+            return Command(menu, verb, params=params, references=references)
         items = self.items(spec, menu)
         allowed = DISK_SET_PARAMS if verb == "set" else frozenset()
         params = self.named_params(allowed if items is not None else allowed | {"numbers"})
@@ -364,18 +371,29 @@ class _Parser:
             return ItemRefs(tuple(token.text.split(",")))
         return None
 
-    def named_params(self, allowed: frozenset[str]) -> dict[str, str]:
+    def named_params(
+        self,
+        allowed: frozenset[str],
+        finds: tuple[_MenuSpec, tuple[str, ...], dict[str, FindItems]] | None = None,
+    ) -> dict[str, str]:
+        """``name=value`` arguments; with ``finds``, a reference argument's ``[find ...]`` goes into its dict."""
         params: dict[str, str] = {}
         while self.peek().kind is TokKind.WORD and self.peek(1).kind is TokKind.EQ:
             name = self.peek()
-            if name.text not in allowed or name.text in params:
+            if name.text not in allowed or name.text in params or (finds is not None and name.text in finds[2]):
                 raise _expected_end(name)
             self.take()
             eq = self.take()
             value = self.peek()
             if not name.spaced or eq.spaced:
                 raise _syntax(eq.line, eq.column)
-            if value.kind in (TokKind.WORD, TokKind.STRING) and not value.spaced:
+            reference = finds is not None and name.text in _REFERENCE_PARAMS
+            if value.kind is TokKind.LBRACK and not value.spaced and reference and finds is not None:
+                spec, menu, references = finds
+                found = self.items(spec, menu)
+                assert isinstance(found, FindItems)  # items() reads a bracket as [find ...] or refuses it
+                references[name.text] = found
+            elif value.kind in (TokKind.WORD, TokKind.STRING) and not value.spaced:
                 params[name.text] = self.take().text
             elif value.kind is TokKind.END or value.spaced:
                 params[name.text] = ""
@@ -494,39 +512,61 @@ def matches(expr: Expr | None, record: Mapping[str, Any], menu: Menu | None) -> 
 
 @dataclass(frozen=True, slots=True)
 class SystemInfo:
-    """What ``/system resource print`` reports besides uptime."""
+    """What ``/system resource print`` reports besides uptime. ``version`` is the RouterOS release, as RouterOS
+    prints it (``7.21.2 (stable)``); the driver refuses releases without the /disk properties it sets."""
 
-    version: str = "7.16 (stable)"
-    build_time: str = "2024-09-20 13:00:27"
+    version: str = "7.21.2 (stable)"
+    build_time: str = "2026-01-28 10:06:42"
+    factory_software: str = "7.19.4"
     board_name: str = "RDS2216"
     architecture: str = "arm64"
     cpu: str = "ARM64"
     cpu_count: int = 16
+    cpu_frequency_mhz: int = 2000
+    cpu_load_percent: int = 1
     total_memory: int = 32 * 1024**3
     free_memory: int = 30 * 1024**3
     total_hdd_space: int = 1024**3
     free_hdd_space: int = 900 * 1024**2
+    write_sect_since_reboot: int = 5_218
+    write_sect_total: int = 1_940_337
+    bad_blocks_percent: int = 0
 
 
 def resource_pairs(info: SystemInfo, uptime_seconds: float) -> list[tuple[str, Any]]:
+    """The properties in the order RouterOS prints them, with raw values (what REST sends, as strings)."""
     return [
         ("uptime", _duration(uptime_seconds)),
         ("version", info.version),
         ("build-time", info.build_time),
+        ("factory-software", info.factory_software),
         ("free-memory", info.free_memory),
         ("total-memory", info.total_memory),
         ("cpu", info.cpu),
         ("cpu-count", info.cpu_count),
-        ("cpu-load", 1),
+        ("cpu-frequency", info.cpu_frequency_mhz),
+        ("cpu-load", info.cpu_load_percent),
         ("free-hdd-space", info.free_hdd_space),
         ("total-hdd-space", info.total_hdd_space),
+        ("write-sect-since-reboot", info.write_sect_since_reboot),
+        ("write-sect-total", info.write_sect_total),
+        ("bad-blocks", info.bad_blocks_percent),
         ("architecture-name", info.architecture),
         ("board-name", info.board_name),
         ("platform", "MikroTik"),
     ]
 
 
-_HUMAN_RESOURCES = frozenset({"free-memory", "total-memory", "free-hdd-space", "total-hdd-space"})
+# How the console shows the resource values that carry a unit (REST sends the bare number).
+_RESOURCE_UNITS: dict[str, Callable[[Any], str]] = {
+    "free-memory": lambda v: human_bytes(int(v)),
+    "total-memory": lambda v: human_bytes(int(v)),
+    "free-hdd-space": lambda v: human_bytes(int(v)),
+    "total-hdd-space": lambda v: human_bytes(int(v)),
+    "cpu-frequency": lambda v: f"{v}MHz",
+    "cpu-load": lambda v: f"{v}%",
+    "bad-blocks": lambda v: f"{v}%",
+}
 
 
 def _duration(seconds: float) -> str:
@@ -563,10 +603,13 @@ _TIME_KEYS = frozenset({"read-time", "write-time", "active-time", "wait-time"})
 class Interpreter:
     """Runs parsed commands against a ``Model`` and renders the console's text."""
 
-    def __init__(self, model: Model, info: SystemInfo, uptime: Callable[[], float]) -> None:
+    def __init__(
+        self, model: Model, info: SystemInfo, uptime: Callable[[], float], flags: FlagColumn = PLAIN_FLAGS
+    ) -> None:
         self.model = model
         self.info = info
         self.uptime = uptime
+        self.flags = flags
 
     def records(self, menu: tuple[str, ...]) -> list[dict[str, Any]]:
         return self.model.disk_records() if menu == ("disk",) else self.model.file_records()
@@ -596,7 +639,7 @@ class Interpreter:
         menu = command.menu
         if menu == ("system", "resource"):
             pairs = resource_pairs(self.info, self.uptime())
-            return print_block([(k, _human_or_plain(k, v)) for k, v in pairs])
+            return print_block([(k, _console_resource(k, v)) for k, v in pairs])
         fmt = _MENUS[menu].format
         assert fmt is not None
         if command.verb == "print":
@@ -604,12 +647,15 @@ class Interpreter:
             if "as-value" in command.modifiers:
                 return print_as_value(fmt, records, command.proplist)
             if "terse" in command.modifiers:
-                return print_terse(fmt, records, command.proplist)
+                return print_terse(fmt, records, command.proplist, self.flags)
             if "detail" in command.modifiers or command.proplist is not None:
-                return print_detail(fmt, records, width, command.proplist)
-            return print_table(fmt, records, width)
+                return print_detail(fmt, records, width, command.proplist, self.flags)
+            return print_table(fmt, records, width, self.flags)
         if command.verb == "add":
-            self.model.add_disk(command.params, short_copy=short_copy)
+            params = dict(command.params)
+            for name, find in command.references.items():
+                params[name] = ",".join(self.resolve(menu, find))
+            self.model.add_disk(params, short_copy=short_copy)
             return ""
         assert command.items is not None
         ids = self.resolve(menu, command.items)
@@ -638,8 +684,9 @@ def _id(text: str) -> int:
     return int(text[1:], 16)
 
 
-def _human_or_plain(key: str, value: Any) -> str:
-    return human_bytes(int(value)) if key in _HUMAN_RESOURCES else str(value)
+def _console_resource(key: str, value: Any) -> str:
+    render = _RESOURCE_UNITS.get(key)
+    return render(value) if render is not None else str(value)
 
 
 def _traffic_text(key: str, value: int | str) -> str:

@@ -12,6 +12,7 @@ from rds_csi.clock import Clock
 from rds_csi.errors import RdsCsiError
 from rds_csi.simulator.cli import Command, Interpreter, SystemInfo, parse, render_error
 from rds_csi.simulator.faults import GARBAGE, Decision, FaultInjector
+from rds_csi.simulator.format import PLAIN_FLAGS, FlagColumn
 from rds_csi.simulator.model import Model
 
 _POLL = 0.05
@@ -27,6 +28,20 @@ class Outcome:
     drop: bool = False
     garbage: bool = False
     ignored: bool = False  # answered as a success, without running the command
+    trickle: float | None = None  # send the output one byte every this many seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Trickle:
+    """How a trickled answer ended: ``finished`` once every byte went out, else the client left first."""
+
+    transport: str
+    sent: int
+    total: int
+
+    @property
+    def finished(self) -> bool:
+        return self.sent == self.total
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,14 +79,41 @@ class CommandLog:
 
 
 class Engine:
-    def __init__(self, model: Model, faults: FaultInjector, info: SystemInfo, clock: Clock) -> None:
+    def __init__(
+        self, model: Model, faults: FaultInjector, info: SystemInfo, clock: Clock, flags: FlagColumn = PLAIN_FLAGS
+    ) -> None:
         self.model = model
         self.faults = faults
         self.clock = clock
         self.started = clock.now()
-        self.interpreter = Interpreter(model, info, lambda: clock.now() - self.started)
+        self.interpreter = Interpreter(model, info, lambda: clock.now() - self.started, flags)
         self.stopping = threading.Event()
         self.commands = CommandLog()
+        self._trickles_lock = threading.Lock()
+        self._trickles: deque[Trickle] = deque(maxlen=_LOG_LENGTH)
+
+    @property
+    def trickles(self) -> list[Trickle]:
+        """Every trickled answer that ended, oldest first."""
+        with self._trickles_lock:
+            return list(self._trickles)
+
+    def trickle(
+        self, transport: str, data: bytes, interval: float, send: Callable[[bytes], None], gone: Callable[[], bool]
+    ) -> None:
+        """Send ``data`` one byte every ``interval`` seconds until done, the client leaves or the simulator stops."""
+        sent = 0
+        try:
+            for index in range(len(data)):
+                if index and not self.pause(interval, gone):
+                    break
+                send(data[index : index + 1])
+                sent += 1
+        except OSError:
+            pass  # the client cut the connection: how far we got is the record
+        finally:
+            with self._trickles_lock:
+                self._trickles.append(Trickle(transport, sent, len(data)))
 
     def decide(self, transport: str, menu: str | None, op: str, command: str) -> Decision:
         """Consult the fault plan for one command and log it with the fault it gets."""
@@ -126,7 +168,9 @@ class Engine:
         if failed is not None:
             return failed
         try:
-            outcome = Outcome(self.interpreter.run(command, width, short_copy=decision.short_copy), 0)
+            output, status = self.interpreter.run(command, width, short_copy=decision.short_copy), 0
         except RdsCsiError as exc:
-            outcome = Outcome(render_error(exc) + "\n", 1)
-        return Outcome("", 1, drop=True) if decision.loses_reply else outcome
+            output, status = render_error(exc) + "\n", 1
+        if decision.loses_reply:
+            return Outcome("", 1, drop=True)
+        return Outcome(output, status, trickle=decision.trickle_interval)

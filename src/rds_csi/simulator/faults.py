@@ -12,7 +12,10 @@ default). A rule's ``kind`` says what happens instead of a normal answer:
 - ``ignore``: the command answers as a success would (nothing printed; REST 204) but changes nothing, as
   ``[find ...]`` matching nothing does;
 - ``short-copy``: a ``/disk add copy-from=`` copies only the first half of its source (the copy comes out
-  smaller than the source); other commands run normally.
+  smaller than the source); other commands run normally;
+- ``trickle``: the command runs, and its answer (over REST the whole HTTP response, status line and headers
+  included) is sent one byte every ``interval`` seconds, as a congested or failing link delivers it; the front end
+  stops when the client leaves, and records how far it got (``Simulator.trickles``).
 
 ``after`` lets that many matching operations through before the rule fires (``after: N-1, times: 1`` fails the
 N-th), ``times`` caps how often it fires (``None``: forever), ``probability`` makes it intermittent (seeded, so
@@ -37,7 +40,7 @@ from rds_csi.errors import InvalidArgument
 
 OPS = frozenset({"add", "print", "set", "remove", "monitor", "any"})
 MENUS = frozenset({"disk", "file", "system", "any"})
-KINDS = frozenset({"error", "hang", "drop", "lost-reply", "garbage", "ignore", "short-copy"})
+KINDS = frozenset({"error", "hang", "drop", "lost-reply", "garbage", "ignore", "short-copy", "trickle"})
 GARBAGE = "\x1b[?25l#!@\x00 ~~ 0x7f *** ??? \ufffd\ufffd\n"
 
 
@@ -72,6 +75,7 @@ class FaultRule:
     after: int = 0
     times: int | None = None
     probability: float = 1.0
+    interval: float = 1.0  # trickle: seconds between two bytes of the answer
 
     def __post_init__(self) -> None:
         if self.op not in OPS:
@@ -84,10 +88,12 @@ class FaultRule:
             raise InvalidArgument("fault after and times must not be negative")
         if not 0.0 <= self.probability <= 1.0:
             raise InvalidArgument("fault probability must be between 0 and 1")
+        if not 0.0 < self.interval <= 60.0:
+            raise InvalidArgument("fault interval must be more than 0 and at most 60 seconds")
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FaultRule:
-        unknown = set(data) - {"op", "kind", "menu", "message", "after", "times", "probability"}
+        unknown = set(data) - {"op", "kind", "menu", "message", "after", "times", "probability", "interval"}
         if unknown:
             raise InvalidArgument(f"unknown fault rule keys: {sorted(unknown)}")
         try:
@@ -99,6 +105,7 @@ class FaultRule:
                 after=int(data.get("after", 0)),
                 times=None if data.get("times") is None else int(data["times"]),
                 probability=float(data.get("probability", 1.0)),
+                interval=float(data.get("interval", 1.0)),
             )
         except (TypeError, ValueError) as exc:
             raise InvalidArgument(f"bad fault rule {dict(data)}: {exc}") from exc
@@ -151,11 +158,17 @@ class Decision:
     delay: float
     kind: str | None = None
     message: str = ""
+    interval: float = 0.0
 
     @property
     def short_copy(self) -> bool:
         """Run the command, but a ``copy-from`` copies only half of its source."""
         return self.kind == "short-copy"
+
+    @property
+    def trickle_interval(self) -> float | None:
+        """Run the command, then send its answer one byte every this many seconds (None: all at once)."""
+        return self.interval if self.kind == "trickle" else None
 
     @property
     def loses_reply(self) -> bool:
@@ -237,5 +250,5 @@ class FaultInjector:
                 if rule.probability < 1.0 and state.rng.random() >= rule.probability:
                     continue
                 rule_state.fired += 1
-                return Decision(delay=delay, kind=rule.kind, message=rule.message)
+                return Decision(delay=delay, kind=rule.kind, message=rule.message, interval=rule.interval)
             return Decision(delay=delay)

@@ -12,14 +12,20 @@ Layout facts reproduced from captures of a ROSE Data Server (RouterOS 7):
   only once the value exceeds one of it).
 - With ``proplist=`` the properties print in the order listed and wrap only at the width.
 - An empty result prints nothing; entries with flags get a ``Flags:`` legend line first.
+
+Flag letters (:class:`FlagColumn`): by default only ``X`` for a disabled entry, under ``Flags: X - disabled``, as the
+simulator always printed; ``documented`` prints every letter of the Disks manual's legend that applies to the entry
+(``X`` disabled, ``B`` block device, ``M`` mounted, lower-case ``t`` NVMe/TCP export: runs such as ``BM`` or
+``Bt``), and the legend can be left out. Either way the letters sit between the index and the first property.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 
@@ -41,14 +47,40 @@ class Prop:
     new_line: bool = False
 
 
+class FlagStyle(StrEnum):
+    DISABLED = "disabled"  # only X, for a disabled entry
+    DOCUMENTED = "documented"  # every letter of the manual's legend that applies
+
+
+@dataclass(frozen=True, slots=True)
+class FlagColumn:
+    """Which flag letters entries show, and whether a ``Flags:`` legend line comes first."""
+
+    style: FlagStyle = FlagStyle.DISABLED
+    legend: bool = True
+
+
+PLAIN_FLAGS = FlagColumn()
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """One flag letter: its legend name and when an entry carries it; ``basic`` ones print in every style."""
+
+    letter: str
+    name: str
+    applies: Callable[[Mapping[str, Any]], bool]
+    basic: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class Menu:
-    """How one menu prints: its properties in order, detail indentation and flag letters."""
+    """How one menu prints: its properties in order, detail indentation and flag letters (in legend order)."""
 
     props: tuple[Prop, ...]
     first_gap: int
     continuation: int
-    flags: tuple[tuple[str, str], ...] = ()
+    flags: tuple[Flag, ...] = ()
     table_columns: tuple[str, ...] = ()
 
     def prop(self, name: str) -> Prop | None:
@@ -89,7 +121,12 @@ DISK_MENU = Menu(
     ),
     first_gap=2,
     continuation=15,
-    flags=(("X", "disabled"),),
+    flags=(
+        Flag("X", "disabled", lambda r: bool(r.get("disabled")), basic=True),
+        Flag("B", "block-device", lambda r: r.get("type") in ("file", "partition")),
+        Flag("M", "mounted", lambda r: bool(r.get("mount-point"))),
+        Flag("t", "nvme-tcp-export", lambda r: bool(r.get("nvme-tcp-export"))),
+    ),
     table_columns=("slot", "type", "file-path", "size"),
 )
 
@@ -170,8 +207,12 @@ def format_time(value: datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _flags(menu: Menu, record: Mapping[str, Any]) -> str:
-    return "".join(letter for letter, prop in menu.flags if record.get(prop))
+def _shown(menu: Menu, column: FlagColumn) -> tuple[Flag, ...]:
+    return tuple(f for f in menu.flags if f.basic or column.style is FlagStyle.DOCUMENTED)
+
+
+def _flags(menu: Menu, record: Mapping[str, Any], column: FlagColumn) -> str:
+    return "".join(f.letter for f in _shown(menu, column) if f.applies(record))
 
 
 def _pairs(menu: Menu, record: Mapping[str, Any], proplist: Sequence[str] | None) -> list[tuple[Prop, str]]:
@@ -183,26 +224,33 @@ def _pairs(menu: Menu, record: Mapping[str, Any], proplist: Sequence[str] | None
     return [(prop, f"{prop.name}={console_value(prop.kind, record[prop.name])}") for prop in chosen]
 
 
-def _legend(menu: Menu, flag_texts: Iterable[str]) -> list[str]:
+def _legend(menu: Menu, flag_texts: Iterable[str], column: FlagColumn) -> list[str]:
     used = set("".join(flag_texts))
-    if not used:
+    if not used or not column.legend:
         return []
-    return ["Flags: " + ", ".join(f"{letter} - {prop}" for letter, prop in menu.flags if letter in used)]
+    shown = [f for f in _shown(menu, column) if f.letter in used]
+    if column.style is FlagStyle.DISABLED:
+        return ["Flags: " + ", ".join(f"{f.letter} - {f.name}" for f in shown)]
+    return ["Flags: " + "; ".join(f"{f.letter} - {f.name.upper()}" for f in shown)]
 
 
 def print_detail(
-    menu: Menu, records: Sequence[Mapping[str, Any]], width: int, proplist: Sequence[str] | None = None
+    menu: Menu,
+    records: Sequence[Mapping[str, Any]],
+    width: int,
+    proplist: Sequence[str] | None = None,
+    flags: FlagColumn = PLAIN_FLAGS,
 ) -> str:
     if not records:
         return ""
-    flag_texts = [_flags(menu, r) for r in records]
+    flag_texts = [_flags(menu, r, flags) for r in records]
     flag_width = max(len(f) for f in flag_texts)
     limit = width - 2
-    lines = _legend(menu, flag_texts)
-    for index, (record, flags) in enumerate(zip(records, flag_texts, strict=True)):
+    lines = _legend(menu, flag_texts, flags)
+    for index, (record, letters) in enumerate(zip(records, flag_texts, strict=True)):
         if index:
             lines.append("")
-        prefix = f"{index:>2} {flags:<{flag_width}} " if flag_width else f"{index:>2}" + " " * menu.first_gap
+        prefix = f"{index:>2} {letters:<{flag_width}} " if flag_width else f"{index:>2}" + " " * menu.first_gap
         current = prefix
         at_start = True
         indent = " " * menu.continuation
@@ -222,12 +270,17 @@ def print_detail(
     return "\n".join(lines) + "\n"
 
 
-def print_terse(menu: Menu, records: Sequence[Mapping[str, Any]], proplist: Sequence[str] | None = None) -> str:
+def print_terse(
+    menu: Menu,
+    records: Sequence[Mapping[str, Any]],
+    proplist: Sequence[str] | None = None,
+    flags: FlagColumn = PLAIN_FLAGS,
+) -> str:
     lines = []
     for index, record in enumerate(records):
-        flags = _flags(menu, record)
+        letters = _flags(menu, record, flags)
         body = " ".join(text for _, text in _pairs(menu, record, proplist))
-        lines.append(f"{index:>2} {flags:<1} {body}".rstrip())
+        lines.append(f"{index:>2} {letters:<1} {body}".rstrip())
     return "".join(line + "\n" for line in lines)
 
 
@@ -241,15 +294,15 @@ def print_as_value(menu: Menu, records: Sequence[Mapping[str, Any]], proplist: S
     return "".join(line + "\n" for line in lines)
 
 
-def print_table(menu: Menu, records: Sequence[Mapping[str, Any]], width: int) -> str:
+def print_table(menu: Menu, records: Sequence[Mapping[str, Any]], width: int, flags: FlagColumn = PLAIN_FLAGS) -> str:
     if not records:
         return ""
-    flag_texts = [_flags(menu, r) for r in records]
+    flag_texts = [_flags(menu, r, flags) for r in records]
     columns = [menu.prop(c) for c in menu.table_columns]
     header = ["#", *(c.name.upper() for c in columns if c is not None)]
     rows = []
-    for index, (record, flags) in enumerate(zip(records, flag_texts, strict=True)):
-        cells = [f"{index} {flags}".rstrip()]
+    for index, (record, letters) in enumerate(zip(records, flag_texts, strict=True)):
+        cells = [f"{index} {letters}".rstrip()]
         for column in columns:
             if column is None:
                 continue
@@ -258,7 +311,7 @@ def print_table(menu: Menu, records: Sequence[Mapping[str, Any]], width: int) ->
             cells.append(shown.strip('"') if column.kind is Kind.STRING else shown)
         rows.append(cells)
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines = _legend(menu, flag_texts)
+    lines = _legend(menu, flag_texts, flags)
     for row in [header, *rows]:
         lines.append(" ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()[: width - 1])
     return "\n".join(lines) + "\n"

@@ -11,7 +11,9 @@ Thin provisioning, as a btrfs pool behaves:
   ``not enough space`` when ``file-size`` exceeds the pool's free bytes, a resize when the growth does;
 - ``copy-from`` makes a reflink (copy-on-write) copy: the same size, sharing every allocated extent of the
   source, so it consumes no free space until either side is written. Shared extents are freed when the last
-  file referencing them goes.
+  file referencing them goes. It names its source as an image path (leading slash) or as a disk (slot or
+  ``*id``); public documentation does not say which one a real RDS takes, so ``copy_from_accepts`` can restrict
+  the model to one (``file``: a disk reference is ``no such file``; ``disk``: a path does not match any disk).
 - parent directories of a new image are created implicitly (RouterOS creates missing directories below a
   mount point when it creates a file); a path outside every mount point is refused.
 - ``/disk remove`` removes the disk entry only; the image stays in ``/file`` until removed there, and a file
@@ -32,6 +34,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +70,14 @@ _PATH_COMPONENT_RE = re.compile(r"^[^\x00-\x1f/\\]+$")
 _HOST_NAME_RE = re.compile(r"^[\x21-\x7e]{1,223}$")
 _TRUE = frozenset({"yes", "true"})
 _FALSE = frozenset({"no", "false"})
+
+
+class CopyFromAccepts(StrEnum):
+    """The ``copy-from`` forms the model takes."""
+
+    ANY = "any"
+    FILE = "file"  # an image path only
+    DISK = "disk"  # a disk reference (slot or *id) only
 
 
 def parse_size(name: str, text: str) -> int:
@@ -168,9 +179,11 @@ class Model:
         persist_file: Path | None = None,
         wall_clock: Callable[[], datetime] = datetime.now,
         data_plane: DataPlane | None = None,
+        copy_from_accepts: CopyFromAccepts = CopyFromAccepts.ANY,
     ) -> None:
         if not 0 <= pool_free <= pool_size:
             raise InvalidArgument("pool free bytes must be between 0 and the pool size")
+        self._copy_from_accepts = copy_from_accepts
         self._lock = threading.RLock()
         self._data_plane = data_plane
         self._wall_clock = wall_clock
@@ -441,8 +454,12 @@ class Model:
     def _source_file(self, source: str) -> SimFile:
         """``copy-from`` names a disk (slot or ``*id``) or, with a leading slash, an image path."""
         if source.startswith("/"):
+            if self._copy_from_accepts is CopyFromAccepts.DISK:
+                raise InvalidArgument("input does not match any value of copy-from")
             f = self._file_by_name(source.strip("/"))
         else:
+            if self._copy_from_accepts is CopyFromAccepts.FILE:
+                raise NotFound("no such file")
             disk = next((d for d in self._disks.values() if source in (d.slot, _format_id(d.id))), None)
             f = None if disk is None else self._file_by_name(disk.file_name)
         if f is None or f.is_directory:

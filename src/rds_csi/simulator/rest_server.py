@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import io
 import json
 import ssl
 from collections.abc import Mapping, Sequence
@@ -168,8 +169,26 @@ class RestHandler(JsonHandler):
             status, reply = exc.status, exc.body
         if decision.loses_reply:
             self.drop()
+        elif decision.trickle_interval is not None:
+            self._send_trickled(status, reply, decision.trickle_interval)
         else:
             self.send_json(status, reply)
+
+    def _send_trickled(self, status: int, reply: Any, interval: float) -> None:
+        """The whole response, status line and headers included, one byte every ``interval`` seconds."""
+        wire, buffer = self.wfile, io.BytesIO()
+        self.wfile = buffer
+        try:
+            self.send_json(status, reply, {"Connection": "close"})
+        finally:
+            self.wfile = wire
+        self.close_connection = True
+
+        def send(chunk: bytes) -> None:
+            wire.write(chunk)
+            wire.flush()
+
+        self.engine.trickle("rest", buffer.getvalue(), interval, send, self.client_gone)
 
     def _route(self, method: str, segments: list[str], query: dict[str, str], body: Any) -> tuple[int, Any]:
         if not segments or segments[0] != "rest":

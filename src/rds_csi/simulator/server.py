@@ -19,11 +19,12 @@ from rds_csi.observability.logging import log_event
 from rds_csi.routeros.ssh import host_key_fingerprint
 from rds_csi.simulator.cli import SystemInfo
 from rds_csi.simulator.control import make_control_server
-from rds_csi.simulator.engine import CommandLog, Engine
+from rds_csi.simulator.engine import CommandLog, Engine, Trickle
 from rds_csi.simulator.faults import FaultInjector, FaultPlan
+from rds_csi.simulator.format import PLAIN_FLAGS, FlagColumn
 from rds_csi.simulator.http import HttpFrontEnd, ensure_certificate
 from rds_csi.simulator.images import ImageStore
-from rds_csi.simulator.model import Model
+from rds_csi.simulator.model import CopyFromAccepts, Model
 from rds_csi.simulator.nvmet import NvmetDataPlane
 from rds_csi.simulator.rest_server import make_rest_server
 from rds_csi.simulator.ssh_server import SshServer, load_host_key, read_authorized_keys
@@ -48,6 +49,10 @@ class SimulatorConfig:
     rest_tls: bool = True
     persist_file: Path | None = None
     console_width: int = 80
+    # How /disk entries show their flag letters over SSH (REST has none): only X, or every documented letter.
+    flags: FlagColumn = PLAIN_FLAGS
+    # Which copy-from form /disk add takes (a real RDS's is not documented): both, an image path, or a disk.
+    copy_from_accepts: CopyFromAccepts = CopyFromAccepts.ANY
     faults: FaultPlan = field(default_factory=FaultPlan)
     faults_file: Path | None = None
     users: Mapping[str, str | None] = field(default_factory=_default_users)
@@ -122,9 +127,10 @@ class Simulator:
             persist_file=config.persist_file,
             wall_clock=wall_clock,
             data_plane=data_plane,
+            copy_from_accepts=config.copy_from_accepts,
         )
         self._host_key = load_host_key(config.state_dir)
-        self._engine = Engine(self.model, self.faults, config.system, clock or SystemClock())
+        self._engine = Engine(self.model, self.faults, config.system, clock or SystemClock(), config.flags)
         self._ssh: SshServer | None = None
         self._rest: HttpFrontEnd | None = None
         self._control: HttpFrontEnd | None = None
@@ -212,6 +218,11 @@ class Simulator:
         log_event(log, "sim.faults_reloaded", file=self.config.faults_file)
 
     # ---- what clients need to know -------------------------------------------------------------------
+
+    @property
+    def trickles(self) -> list[Trickle]:
+        """How every trickled answer (fault kind ``trickle``) ended, oldest first."""
+        return self._engine.trickles
 
     @property
     def commands(self) -> CommandLog:

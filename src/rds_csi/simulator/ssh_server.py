@@ -159,8 +159,13 @@ class _Connection(paramiko.ServerInterface):
             if outcome.drop:
                 self.transport.close()
                 return
-            if outcome.output:
-                channel.sendall(outcome.output.encode("utf-8"))
+            data = outcome.output.encode("utf-8")
+            if data and outcome.trickle is not None:
+                self.server.engine.trickle("ssh", data, outcome.trickle, channel.sendall, gone)
+                if gone():
+                    return
+            elif data:
+                channel.sendall(data)
             channel.send_exit_status(outcome.status)
             channel.shutdown_write()
             channel.close()

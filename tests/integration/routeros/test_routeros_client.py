@@ -19,8 +19,8 @@ from rds_csi.routeros.names import RouterPath, backing_file_path, parse_router_p
 from rds_csi.routeros.rest import RestSettings, RestTransport
 from rds_csi.routeros.ssh import HostKeyMismatch, SshPool, SshSettings, SshTransport
 from rds_csi.routeros.transport import CommandOutcomeUnknown
-from rds_csi.routeros.volumes import VolumeBackend
-from rds_csi.simulator import FaultPlan, FaultRule, Simulator, SimulatorConfig
+from rds_csi.routeros.volumes import ContentSource, VolumeBackend
+from rds_csi.simulator import FaultPlan, FaultRule, FlagColumn, FlagStyle, Simulator, SimulatorConfig
 from tests.support import (
     SIM_PASSWORD,
     SIM_USER,
@@ -504,3 +504,53 @@ def test_listed_snapshots_carry_their_file_times_from_one_listing_per_directory(
     for snapshot in made:
         assert listed[snapshot.snapshot_id].created_at is not None  # the file's time, not a made-up one
         assert listed[snapshot.snapshot_id].created_at == volumes.get_snapshot(snapshot.snapshot_id).created_at  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("legend", [True, False], ids=["legend", "no-legend"])
+def test_volumes_work_end_to_end_when_the_console_prints_every_documented_flag(short_tmp: Path, legend: bool) -> None:
+    """Lower-case and mixed flag runs (``Bt``, ``BM``), with and without the ``Flags:`` legend, over real SSH."""
+    key_file, public_file = write_client_key(short_tmp)
+    simulator = Simulator(
+        SimulatorConfig(
+            state_dir=short_tmp / "flags-sim",
+            rest_port=None,
+            control_port=None,
+            faults=FaultPlan(profile="zero"),
+            authorized_keys=(public_file,),
+            flags=FlagColumn(FlagStyle.DOCUMENTED, legend=legend),
+        )
+    ).start()
+    settings = SshSettings(
+        host="127.0.0.1",
+        port=simulator.ssh_port,
+        username="admin",
+        key_file=str(key_file),
+        pinned_host_key=simulator.host_public_key,
+    )
+    client = RouterOSClient(SshTransport(SshPool(settings)), command_timeout=5)
+    volumes = VolumeBackend(client, base_path=BASE)
+    try:
+        volume = volumes.create_volume("pvc-flags", volume_path=BASE, size_bytes=GiB, port=4420, size_ok=bool)
+        assert volumes.get_volume("pvc-flags") == volume
+        assert client.get_disk("pvc-flags").flags == frozenset("Bt")  # type: ignore[union-attr]
+        assert [v.volume_id for v in volumes.list_volumes()] == ["pvc-flags"]
+        assert volumes.expand_volume("pvc-flags", 2 * GiB).capacity_bytes == 2 * GiB
+        snapshot = volumes.create_snapshot("flags-snap", "pvc-flags")
+        assert client.get_disk(snapshot.snapshot_id).flags == frozenset("B")  # type: ignore[union-attr]
+        clone = volumes.create_volume(
+            "pvc-flags-clone",
+            volume_path=BASE,
+            size_bytes=2 * GiB,
+            port=4420,
+            source=ContentSource("snapshot", snapshot.snapshot_id),
+            size_ok=bool,
+        )
+        assert clone.exported and clone.capacity_bytes == 2 * GiB
+        assert client.pool_capacity("storage-pool").free_bytes > 0  # the partition's "BM" entry
+        for volume_id in ("pvc-flags-clone", "pvc-flags"):
+            volumes.delete_volume(volume_id)
+        volumes.delete_snapshot(snapshot.snapshot_id)
+        assert volumes.list_volumes() == [] and volumes.list_snapshots() == []
+    finally:
+        client.transport.close()
+        simulator.stop()

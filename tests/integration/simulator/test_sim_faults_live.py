@@ -235,6 +235,7 @@ def test_sighup_reloads_the_faults_file_and_sigterm_stops(tmp_path: Path) -> Non
                 "after": 0,
                 "times": None,
                 "probability": 1.0,
+                "interval": 1.0,
             }
         ]
         process.send_signal(signal.SIGTERM)

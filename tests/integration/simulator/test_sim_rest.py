@@ -106,6 +106,8 @@ def test_file_menu_and_system_resource(http: urllib3.PoolManager, sim: Simulator
     status, resource = call(http, sim, "GET", "/system/resource")
     assert status == 200
     assert resource["board-name"] == "RDS2216"
+    assert resource["version"] == sim.config.system.version
+    assert (resource["cpu-load"], resource["cpu-frequency"], resource["free-memory"]) == ("1", "2000", str(30 * GIB))
 
 
 @pytest.mark.parametrize("auth", [None, f"admin:{PASSWORD}x", "ghost:whatever"])

@@ -186,6 +186,25 @@ def test_bad_backend_values_name_their_flag(field: str, value: str, flag: str) -
     assert info.value.option == flag
 
 
+REST_RDS = {
+    "routeros_transport": "rest",
+    "routeros_address": "10.0.0.1",
+    "routeros_password_file": "/secret/password",
+    "state_dir": "/var/lib/rds-csi",
+}
+
+
+def test_a_plain_http_rest_url_is_refused_unless_explicitly_allowed() -> None:
+    flags = {"mode": "controller", **REST_RDS, "routeros_rest_url": "http://10.0.0.1:8080"}
+    with pytest.raises(ConfigError) as info:
+        load(flags)
+    assert info.value.option == "--routeros-rest-url"
+    assert "clear text" in str(info.value) and "--routeros-insecure-allow-http" in str(info.value)
+    allowed = load({**flags, "routeros_insecure_allow_http": "true"})
+    assert allowed.routeros.rest_url == "http://10.0.0.1:8080" and allowed.routeros.insecure_allow_http
+    assert load({"mode": "controller", **REST_RDS, "routeros_rest_url": "https://10.0.0.1"}).routeros.rest_url
+
+
 def test_unknown_option_names_are_a_programming_error() -> None:
     with pytest.raises(ValueError, match="endpoints"):
         load_plugin_config({"endpoints": "unix:///x.sock"}, {})

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from rds_csi.config import CopyFromForm
 from rds_csi.errors import Internal, InvalidArgument
 from rds_csi.routeros.commands import (
     ID_PLACEHOLDER,
     Arg,
     Command,
     Condition,
+    CopySource,
+    DiskRef,
     Operator,
     RestRequest,
     build_disk_add,
@@ -73,6 +76,22 @@ def test_build_disk_add_copy_from_passes_source_backing_file_and_no_size() -> No
     assert cmd.arg("copy-from") == "/storage-pool/metal-csi/pvc-src.img"
     assert cmd.arg("file-size") is None
     assert 'copy-from="/storage-pool/metal-csi/pvc-src.img"' in render_cli(cmd)
+
+
+def test_build_disk_add_copy_from_a_disk_reference_is_a_find_on_the_console_and_the_slot_over_rest() -> None:
+    source = CopySource("pvc-src", backing_file_path(BASE, "pvc-src"))
+    cmd = _add(copy_from=source.argument(CopyFromForm.DISK), size_bytes=None)
+    assert cmd.arg("copy-from") == DiskRef("pvc-src")
+    assert ' copy-from=[find slot="pvc-src"] ' in render_cli(cmd)
+    assert dict(to_rest(cmd).body or ())["copy-from"] == "pvc-src"
+    by_file = _add(copy_from=source.argument(CopyFromForm.FILE), size_bytes=None)
+    assert by_file.arg("copy-from") == "/storage-pool/metal-csi/pvc-src.img"
+    assert CopyFromForm.FILE.other is CopyFromForm.DISK and CopyFromForm.DISK.other is CopyFromForm.FILE
+
+
+def test_a_disk_reference_takes_only_a_valid_slot() -> None:
+    with pytest.raises(InvalidArgument, match="slot"):
+        DiskRef('x"] ; /system reboot ; [find slot="y')
 
 
 def test_build_disk_add_needs_exactly_one_of_size_and_copy_from() -> None:

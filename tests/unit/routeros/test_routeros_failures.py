@@ -17,6 +17,7 @@ from rds_csi.errors import (
     Unavailable,
 )
 from rds_csi.routeros.failures import classify_failure, classify_rest_error, find_failure
+from rds_csi.routeros.transport import CredentialsRefused
 
 TRANSCRIPTS = Path(__file__).parent / "transcripts"
 
@@ -96,7 +97,9 @@ def test_find_failure_never_matches_successful_output(name: str) -> None:
         (400, {"detail": "input does not match any value of certificate", "error": 400}, InvalidArgument),
         (400, {"error": 400, "message": "Bad Request"}, Internal),
         (404, {"error": 404, "message": "Not Found"}, NotFound),
-        (401, {"error": 401, "message": "Unauthorized"}, Internal),
+        (401, {"error": 401, "message": "Unauthorized"}, CredentialsRefused),
+        (403, {"error": 403, "message": "Forbidden"}, CredentialsRefused),
+        (418, {"error": 418, "message": "I'm a teapot"}, Internal),
         (503, {"error": 503, "message": "Service Unavailable"}, Unavailable),
         (429, {}, Unavailable),
     ],

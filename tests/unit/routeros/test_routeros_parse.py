@@ -160,6 +160,56 @@ def test_multi_line_flags_legend_is_skipped() -> None:
     assert parse_detail(text) == [{"slot": "a", "type": "file", INDEX_KEY: "0", FLAGS_KEY: "D"}]
 
 
+def test_lower_case_flag_is_a_flag_not_a_value_without_a_key() -> None:
+    (disk,) = parse_disks(transcript("disk-print-detail-flags-lowercase.txt"))
+    assert disk.flags == frozenset("t")
+    assert disk.slot == "pvc-flag-t"
+    assert disk.nvme_export and not disk.disabled
+    assert disk.size_bytes == disk.file_size_bytes == GIB
+    assert disk.file_path == "/storage-pool/metal-csi/pvc-flag-t.img"
+
+
+MIXED_FLAGS = [
+    ("0", "BM", "storage-pool"),
+    ("1", "Bt", "pvc-flag-bt"),
+    ("2", "XBt", "pvc-flag-xbt"),
+    ("3", "B", "snap-flag-b"),
+]
+
+
+@pytest.mark.parametrize("name", ["disk-print-detail-flags-mixed.txt", "disk-print-detail-flags-no-legend.txt"])
+def test_mixed_case_flag_runs_with_or_without_the_legend(name: str) -> None:
+    records = parse_detail(transcript(name))
+    assert [(r[INDEX_KEY], r[FLAGS_KEY], r["slot"]) for r in records] == MIXED_FLAGS
+    assert records[3]["comment"] == "snapshot kept by rds-csi"
+    pool, exported, disabled, snapshot = parse_disks(transcript(name))
+    assert pool.mount_point == "storage-pool" and pool.size_bytes == 7_949_127_950_336
+    assert exported.nvme_export and exported.port == 4420 and not exported.disabled
+    assert exported.file_size_bytes == 2 * GIB
+    assert disabled.disabled and disabled.flags == frozenset("XBt") and disabled.port == 4421
+    assert not snapshot.nvme_export and snapshot.file_path == "/storage-pool/metal-csi/snap-flag-b.img"
+
+
+def test_one_column_per_flag_under_a_wrapped_legend() -> None:
+    on, off = parse_disks(transcript("disk-print-detail-flags-columns.txt"))
+    assert on.flags == frozenset("ABt") and not on.disabled and on.nvme_export
+    assert on.file_path == "/storage-pool/metal-csi/pvc-flag-cols.img" and on.file_size_bytes == GIB
+    assert off.flags == frozenset("XB") and off.disabled and not off.nvme_export
+
+
+def test_unknown_flag_letters_are_kept_and_ignored() -> None:
+    (disk,) = parse_disks(transcript("disk-print-detail-flags-unknown.txt"))
+    assert disk.flags == frozenset("BZqt")
+    assert not disk.disabled
+    assert disk.slot == "pvc-flag-unknown" and disk.nqn == "nqn.2000-02.com.mikrotik:pvc-flag-unknown"
+
+
+def test_flags_on_an_entry_without_an_index_and_on_a_line_of_their_own() -> None:
+    assert parse_detail('Bt type=file slot="a"\n') == [{"type": "file", "slot": "a", FLAGS_KEY: "Bt"}]
+    text = ' 0 Ac\n      type=file slot="b"\n 1 s   type=file slot="c"\n'
+    assert [(r.get(FLAGS_KEY), r["slot"]) for r in parse_detail(text)] == [("Ac", "b"), ("s", "c")]
+
+
 def test_comment_after_flags_is_stored_and_properties_follow_on_next_line() -> None:
     text = ' 0 X ;;; managed by rds-csi\n      type=file slot="pvc-1"\n 1    type=file slot="pvc-2"\n'
     first, second = parse_detail(text)

@@ -9,8 +9,9 @@ import pytest
 
 from rds_csi.errors import InvalidArgument
 from rds_csi.routeros.commands import quote as client_quote
+from rds_csi.routeros.parse import FLAGS_KEY, INDEX_KEY, parse_detail, parse_disks, parse_system_resource
 from rds_csi.simulator.cli import FindItems, Interpreter, ItemRefs, SystemInfo, execute, parse, tokenize
-from rds_csi.simulator.format import human_bytes, print_block, quote
+from rds_csi.simulator.format import FlagColumn, FlagStyle, human_bytes, print_block, quote
 from rds_csi.simulator.model import Model, Traffic
 
 TRANSCRIPTS = Path(__file__).parent / "transcripts"
@@ -129,6 +130,41 @@ def test_disabled_disk_gets_flag_letter_and_legend(console: Interpreter) -> None
     assert lines[1].startswith(" 0 X type=file")
 
 
+FLAGS_PROPLIST = "type,slot,mount-point,size,free,nvme-tcp-export,nvme-tcp-server-port,file-path,file-size"
+
+
+def documented_flags_console(model: Model, legend: bool) -> Interpreter:
+    console = Interpreter(model, SystemInfo(), lambda: 3725.0, FlagColumn(FlagStyle.DOCUMENTED, legend=legend))
+    ok(
+        console,
+        "/disk add type=file slot=pvc-flag-bt file-path=/storage-pool/metal-csi/pvc-flag-bt.img file-size=2G "
+        "nvme-tcp-export=yes nvme-tcp-server-port=4420",
+    )
+    ok(
+        console,
+        "/disk add type=file slot=snap-flag-xb file-path=/storage-pool/metal-csi/snap-flag-xb.img file-size=1G "
+        "disabled=yes",
+    )
+    return console
+
+
+def test_documented_flags_print_every_letter_that_applies_under_the_legend(model: Model) -> None:
+    console = documented_flags_console(model, legend=True)
+    output = ok(console, f"/disk print detail proplist={FLAGS_PROPLIST}")
+    assert output == transcript("disk-print-detail-flags-documented.txt")
+    records = parse_detail(output)
+    assert [(r[INDEX_KEY], r[FLAGS_KEY]) for r in records] == [("0", "BM"), ("1", "Bt"), ("2", "XB")]
+    assert [d.disabled for d in parse_disks(output)] == [False, False, True]
+
+
+def test_documented_flags_can_go_without_the_legend(model: Model) -> None:
+    console = documented_flags_console(model, legend=False)
+    output = ok(console, f"/disk print detail proplist={FLAGS_PROPLIST}")
+    assert output == transcript("disk-print-detail-flags-documented.txt").split("\n", 1)[1]
+    assert ok(console, "/disk print").splitlines()[0].startswith("#")
+    assert [line.split()[1] for line in ok(console, "/disk print terse").splitlines()] == ["BM", "Bt", "XB"]
+
+
 def test_terse_is_one_line_per_record(console: Interpreter) -> None:
     add_disk(console, "pvc-t", "/storage-pool/t.img", "1G")
     lines = ok(console, "/disk print terse").splitlines()
@@ -150,6 +186,16 @@ def test_system_resource_prints_aligned_block(console: Interpreter) -> None:
     lines = ok(console, "/system resource print").splitlines()
     assert lines[0].endswith("uptime: 1h2m5s")
     assert len({line.index(":") for line in lines}) == 1
+    values = dict(line.strip().split(": ", 1) for line in lines)
+    assert values["cpu-load"] == "1%" and values["cpu-frequency"] == "2000MHz" and values["bad-blocks"] == "0%"
+    assert values["free-memory"] == "30.0GiB" and values["board-name"] == "RDS2216"
+
+
+def test_system_resource_reports_the_configured_release(model: Model) -> None:
+    console = Interpreter(model, SystemInfo(version="7.16 (stable)"), lambda: 1.0)
+    resource = parse_system_resource(ok(console, "/system resource print"))
+    assert (resource.version, resource.board_name, resource.cpu_load_percent) == ("7.16 (stable)", "RDS2216", 1.0)
+    assert resource.total_memory_bytes == 32 * GIB
 
 
 @pytest.mark.parametrize(
@@ -181,6 +227,20 @@ def test_set_by_find_and_by_id_and_by_name(console: Interpreter, model: Model) -
     assert record["nvme-tcp-server-port"] == 4421
     assert record["nvme-tcp-server-allow-host-name"] == "nqn.a,nqn.b"
     assert record["file-size"] == 2 * GIB
+
+
+def test_copy_from_takes_a_find_that_names_the_source_disk(console: Interpreter, model: Model) -> None:
+    add_disk(console, "pvc-src", "/storage-pool/metal-csi/pvc-src.img", "3G")
+    ok(console, '/disk add type=file slot=cp file-path=/storage-pool/metal-csi/cp.img copy-from=[find slot="pvc-src"]')
+    assert model.disk_records()[-1]["file-size"] == 3 * GIB
+    output, status = run(
+        console, '/disk add type=file slot="cp2" file-path=/storage-pool/metal-csi/cp2.img copy-from=[find slot="none"]'
+    )
+    assert (output, status) == ("failure: no such item\n", 1)
+    with pytest.raises(InvalidArgument, match="bad command name /system"):  # only a find may stand there
+        parse("/disk add type=file slot=x file-path=/storage-pool/x.img copy-from=[/system reboot]")
+    with pytest.raises(InvalidArgument, match="syntax error"):  # no other argument takes one
+        parse('/disk add type=file slot=x file-path=/storage-pool/x.img nvme-tcp-server-nqn=[find slot="a"]')
 
 
 def test_remove_by_find_matching_nothing_succeeds_silently(console: Interpreter) -> None:

@@ -93,3 +93,15 @@ def test_menu_round_trips_through_json_and_an_unknown_menu_is_rejected() -> None
     assert FaultPlan.from_json(plan.to_json()) == plan
     with pytest.raises(InvalidArgument, match="fault menu"):
         FaultPlan.from_json({"rules": [{"menu": "interface"}]})
+
+
+def test_a_trickle_decision_carries_its_pace_and_round_trips_through_json() -> None:
+    rule = FaultRule(op="print", kind="trickle", interval=0.5)
+    plan = FaultPlan(profile="zero", rules=(rule,))
+    assert FaultPlan.from_json(plan.to_json()) == plan
+    decision = FaultInjector(plan).decide("print", "disk")
+    assert decision.trickle_interval == 0.5 and not decision.loses_reply
+    assert FaultInjector(FaultPlan(profile="zero")).decide("print", "disk").trickle_interval is None
+    for interval in (0, -1, 61):
+        with pytest.raises(InvalidArgument, match="fault interval"):
+            FaultPlan.from_json({"rules": [{"kind": "trickle", "interval": interval}]})

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rds_csi.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
-from rds_csi.simulator.model import INITIAL_ALLOCATION, Model, parse_size
+from rds_csi.simulator.model import INITIAL_ALLOCATION, CopyFromAccepts, Model, parse_size
 
 GIB = 1024**3
 
@@ -141,6 +141,33 @@ def test_copy_from_shares_blocks_until_written() -> None:
     assert model.free == free_before
     model.write("storage-pool/metal-csi/dst.img", GIB)
     assert model.free == free_before - GIB
+
+
+@pytest.mark.parametrize(
+    ("accepts", "source", "refusal"),
+    [
+        (CopyFromAccepts.FILE, "src", (NotFound, "no such file")),
+        (CopyFromAccepts.FILE, "/storage-pool/metal-csi/src.img", None),
+        (CopyFromAccepts.DISK, "/storage-pool/metal-csi/src.img", (InvalidArgument, "does not match any value")),
+        (CopyFromAccepts.DISK, "src", None),
+        (CopyFromAccepts.ANY, "src", None),
+        (CopyFromAccepts.ANY, "/storage-pool/metal-csi/src.img", None),
+    ],
+)
+def test_copy_from_can_be_restricted_to_one_form(
+    accepts: CopyFromAccepts, source: str, refusal: tuple[type[Exception], str] | None
+) -> None:
+    model = Model(pool_size=200 * GIB, pool_free=100 * GIB, copy_from_accepts=accepts)
+    add(model, "src", "10G")
+    params = {"type": "file", "slot": "dst", "file-path": "/storage-pool/metal-csi/dst.img", "copy-from": source}
+    if refusal is None:
+        assert model.add_disk(params)["file-size"] == 10 * GIB
+        return
+    error, text = refusal
+    with pytest.raises(error, match=text):
+        model.add_disk(params)
+    assert [r["slot"] for r in model.disk_records()] == ["storage-pool", "src"]  # a refusal creates nothing
+    assert "storage-pool/metal-csi/dst.img" not in {f["name"] for f in model.file_records()}
 
 
 def test_copy_from_shared_extent_is_freed_only_with_last_reference() -> None:
