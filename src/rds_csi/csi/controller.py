@@ -57,12 +57,15 @@ class ClaimRegistry(Protocol):
 
 
 class NodeDirectory(Protocol):
-    """Whether a node id names a node of this cluster (a Node object, or a configured id without an API), and the
-    NVMe host NQN its node plugin reported (for storage-side fencing; None when it reported none)."""
+    """Whether a node id names a node of this cluster (a Node object, or a configured id without an API), the
+    NVMe host NQN its node plugin reported (for storage-side fencing; None when it reported none), and how many
+    volumes it may hold (its CSINode's attach limit for this driver, or the configured default; 0: no limit)."""
 
     def node_known(self, node_id: str) -> bool: ...
 
     def host_nqn(self, node_id: str) -> str | None: ...
+
+    def volume_limit(self, node_id: str) -> int: ...
 
 
 def _page(items: Sequence[T], key: Callable[[T], str], max_entries: int, token: str) -> tuple[list[T], str]:
@@ -279,6 +282,8 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
             raise errors.NotFound(f"volume {volume_id!r} does not exist")
         if not self._nodes.node_known(node_id):
             raise errors.NotFound(f"node {node_id!r} is not a node of this cluster")
+        # Read before the attachment rules run: they hold locks, and this may ask the API server.
+        volume_limit = self._nodes.volume_limit(node_id)
         already_attached = node_id in self._attachments.published_nodes(volume_id)
         self._attachments.publish(
             PublishRequest(
@@ -287,6 +292,7 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
                 multi_node_block=capability.multi_node,
                 readonly=request.readonly,
                 migration_timeout=migration_timeout_from_context(request.volume_context),
+                max_volumes_per_node=volume_limit,
             )
         )
         if request.volume_context.get(PARAM_FENCING) == "true":
