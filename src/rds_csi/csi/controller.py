@@ -30,6 +30,7 @@ from rds_csi.csi.validation import (
     CapabilitySummary,
     CapacityLimits,
     ParameterDefaults,
+    UnsupportedCapability,
     VolumeParameters,
     allocation_bytes,
     capability_record,
@@ -210,8 +211,12 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
             raise errors.InvalidArgument("volume_capabilities: at least one capability is required")
         if self._backend.get_volume(volume_id) is None:
             raise errors.NotFound(f"volume {volume_id!r} does not exist")
+        # What the driver cannot read is an error; what it reads but does not offer is an answer (CSI spec).
         try:
             check_against_record(validate_capabilities(request.volume_capabilities), request.volume_context)
+        except UnsupportedCapability as unsupported:
+            return csi_pb2.ValidateVolumeCapabilitiesResponse(message=unsupported.message)
+        try:
             parse_parameters(request.parameters, self._defaults)
         except errors.InvalidArgument as unsupported:
             return csi_pb2.ValidateVolumeCapabilitiesResponse(message=unsupported.message)
@@ -256,7 +261,7 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
         if request.volume_capabilities:
             try:
                 validate_capabilities(request.volume_capabilities)
-            except errors.InvalidArgument:
+            except UnsupportedCapability:
                 return csi_pb2.GetCapacityResponse(available_capacity=0)  # nothing can be provisioned for these
         pool = self._backend.pool_capacity(params.volume_path)
         response = csi_pb2.GetCapacityResponse(available_capacity=pool.free_bytes)

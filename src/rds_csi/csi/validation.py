@@ -1,6 +1,11 @@
 """Pure validation of CSI requests: protobuf messages in, validated value objects out, ``InvalidArgument`` (or
 ``OutOfRange``) with a message that tells the user what to change.
 
+Capabilities fail in two ways the CSI spec tells apart: a capability this driver cannot read (no access type it
+knows, no or an unknown access mode) is a malformed request, INVALID_ARGUMENT everywhere; a well-formed one it
+does not offer is an ``UnsupportedCapability`` (still INVALID_ARGUMENT to create or publish), which
+ValidateVolumeCapabilities answers as "not confirmed" and GetCapacity as no capacity.
+
 Nothing here does I/O, so every rule is a small table-driven test.
 """
 
@@ -21,7 +26,7 @@ from rds_csi.attach.decisions import (
 )
 from rds_csi.csi.proto import csi_pb2
 from rds_csi.netaddr import is_host
-from rds_csi.routeros.units import round_up_allocation
+from rds_csi.routeros.units import MAX_FILE_SIZE, round_up_allocation
 
 GiB = 1 << 30
 TiB = 1 << 40
@@ -30,6 +35,7 @@ T = TypeVar("T")
 
 _VOLUME_NAME_RE = re.compile(r"^[A-Za-z0-9-]{1,128}$")
 _Mode = csi_pb2.VolumeCapability.AccessMode.Mode
+_KNOWN_MODES = frozenset(_Mode.values()) - {_Mode.UNKNOWN}
 
 SINGLE_NODE_MODES = frozenset(
     {
@@ -76,6 +82,10 @@ FSTYPE_KEY = "csi.storage.k8s.io/fstype"
 CONTEXT_ACCESS_TYPES = "accessTypes"  # "block", "mount" or "block,mount"
 CONTEXT_FS_TYPE = "fsType"  # with mount: the filesystem it was created for
 CONTEXT_ACCESS_MODES = "accessModes"  # CSI access mode names, comma separated
+
+
+class UnsupportedCapability(errors.InvalidArgument):
+    """Well-formed capabilities this driver (or this volume) does not support; see the module docstring."""
 
 
 class AccessType(StrEnum):
@@ -154,19 +164,24 @@ def validate_capabilities(capabilities: Iterable[csi_pb2.VolumeCapability]) -> C
     for cap in caps:
         access = cap.WhichOneof("access_type")
         if access is None:
-            raise errors.InvalidArgument("volume_capabilities: each capability needs an access type (block or mount)")
+            # Also a capability whose access type is one a newer CSI spec added: protobuf keeps it as unknown.
+            raise errors.InvalidArgument(
+                "volume_capabilities: each capability needs an access type this driver knows (block or mount)"
+            )
         if not cap.HasField("access_mode") or cap.access_mode.mode == _Mode.UNKNOWN:
             raise errors.InvalidArgument("volume_capabilities: each capability needs an access mode")
         mode = cap.access_mode.mode
+        if mode not in _KNOWN_MODES:  # proto3 enums are open: any number arrives as sent
+            raise errors.InvalidArgument(f"volume_capabilities: access mode {mode} is not a CSI access mode")
         mode_name = _Mode.Name(mode)
         if mode in MULTI_NODE_BLOCK_MODES:
             if access != "block":
-                raise errors.InvalidArgument(
+                raise UnsupportedCapability(
                     f"volume_capabilities: {mode_name} is only supported with volumeMode: Block (KubeVirt live "
                     "migration); a filesystem written from two nodes would be corrupted"
                 )
         elif mode not in SINGLE_NODE_MODES:
-            raise errors.InvalidArgument(
+            raise UnsupportedCapability(
                 f"volume_capabilities: access mode {mode_name} is not supported; use ReadWriteOnce / "
                 "ReadWriteOncePod, or ReadWriteMany with volumeMode: Block for live migration"
             )
@@ -175,7 +190,7 @@ def validate_capabilities(capabilities: Iterable[csi_pb2.VolumeCapability]) -> C
             access_types.add(AccessType.MOUNT)
             fs_type = (cap.mount.fs_type or DEFAULT_FS_TYPE).lower()
             if fs_type not in SUPPORTED_FS_TYPES:
-                raise errors.InvalidArgument(
+                raise UnsupportedCapability(
                     f"volume_capabilities: filesystem {cap.mount.fs_type!r} is not supported; "
                     f"use one of {', '.join(SUPPORTED_FS_TYPES)}"
                 )
@@ -183,7 +198,7 @@ def validate_capabilities(capabilities: Iterable[csi_pb2.VolumeCapability]) -> C
         else:
             access_types.add(AccessType.BLOCK)
     if len(fs_types) > 1:
-        raise errors.InvalidArgument(f"volume_capabilities: conflicting filesystems {sorted(fs_types)}")
+        raise UnsupportedCapability(f"volume_capabilities: conflicting filesystems {sorted(fs_types)}")
     return CapabilitySummary(frozenset(access_types), frozenset(modes), next(iter(fs_types), None))
 
 
@@ -212,19 +227,19 @@ def check_against_record(requested: CapabilitySummary, volume_context: Mapping[s
     """
     created_types = _recorded(volume_context, CONTEXT_ACCESS_TYPES, AccessType)
     if created_types is not None and not requested.access_types <= created_types:
-        raise errors.InvalidArgument(
+        raise UnsupportedCapability(
             f"volume_capability: {_names(requested.access_types)} access, but the volume was created for "
             f"{_names(created_types)} ({CONTEXT_ACCESS_TYPES} in its volume_context)"
         )
     created_fs = volume_context.get(CONTEXT_FS_TYPE)
     if created_fs is not None and requested.fs_type is not None and requested.fs_type != created_fs.lower():
-        raise errors.InvalidArgument(
+        raise UnsupportedCapability(
             f"volume_capability: filesystem {requested.fs_type}, but the volume was created for {created_fs} "
             f"({CONTEXT_FS_TYPE} in its volume_context)"
         )
     created_modes = _recorded(volume_context, CONTEXT_ACCESS_MODES, _Mode.Value)
     if created_modes is not None and requested.multi_node and not created_modes & MULTI_NODE_BLOCK_MODES:
-        raise errors.InvalidArgument(
+        raise UnsupportedCapability(
             f"volume_capability: {_names(_Mode.Name(mode) for mode in requested.modes)} lets several nodes write, "
             f"but the volume was created for a single node ({_names(_Mode.Name(mode) for mode in created_modes)})"
         )
@@ -323,7 +338,9 @@ def allocation_bytes(
     """The size to allocate: the request raised to the minimum (and to the content source's size, which a copy
     cannot shrink below) and rounded UP to RouterOS's allocation unit.
 
-    OUT_OF_RANGE when no allocatable size satisfies both ``required_bytes`` and ``limit_bytes`` or the maximum.
+    OUT_OF_RANGE when no allocatable size satisfies both ``required_bytes`` and ``limit_bytes`` or the maximum
+    (the CSI spec's "unsupported capacity" in CreateVolume and ControllerExpandVolume): also for a request no disk
+    could ever have, up to the largest int64.
     """
     required = capacity_range.required_bytes if capacity_range is not None else 0
     limit = capacity_range.limit_bytes if capacity_range is not None else 0
@@ -333,14 +350,17 @@ def allocation_bytes(
         raise errors.InvalidArgument(f"capacity_range: required_bytes {required} exceeds limit_bytes {limit}")
     if limit and source_bytes > limit:
         raise errors.OutOfRange(f"the content source is {source_bytes} bytes, more than limit_bytes {limit}")
+    maximum = min(limits.maximum_bytes, MAX_FILE_SIZE)
+    if required > maximum:  # before rounding, which refuses sizes beyond any disk as malformed
+        raise errors.OutOfRange(f"capacity_range: required_bytes {required} exceeds the maximum volume size {maximum}")
     size = round_up_allocation(max(required, limits.minimum_bytes, source_bytes), "capacity_range.required_bytes")
     if limit and size > limit:
         raise errors.OutOfRange(
             f"capacity_range: the smallest allocatable size ({size} bytes: minimum {limits.minimum_bytes}, "
             f"rounded up to whole MiB) exceeds limit_bytes {limit}"
         )
-    if size > limits.maximum_bytes:
-        raise errors.OutOfRange(f"capacity_range: {size} bytes exceeds the maximum volume size {limits.maximum_bytes}")
+    if size > maximum:
+        raise errors.OutOfRange(f"capacity_range: {size} bytes exceeds the maximum volume size {maximum}")
     return size
 
 
