@@ -79,7 +79,7 @@ class KubeNodeDirectory:
             return validate_host_nqn(raw)
         except errors.InvalidArgument as exc:  # the node's report is wrong, not the CSI request
             raise errors.FailedPrecondition(
-                f"node {node_id!r}: annotation {HOST_NQN_ANNOTATION}: {exc.message}"
+                f"node {errors.quote_input(node_id)}: annotation {HOST_NQN_ANNOTATION}: {exc.message}"
             ) from exc
 
     def volume_limit(self, node_id: str) -> int:

@@ -55,7 +55,9 @@ def migration_timeout_from_context(volume_context: Mapping[str, str]) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise errors.InvalidArgument(f"{MIGRATION_TIMEOUT_KEY} must be a number of seconds, got {raw!r}") from None
+        raise errors.InvalidArgument(
+            f"{MIGRATION_TIMEOUT_KEY} must be a number of seconds, got {errors.quote_input(raw)}"
+        ) from None
     return clamp_migration_timeout(value)
 
 

@@ -76,6 +76,7 @@ PROVISIONER_PREFIX = "csi.storage.k8s.io/"
 PVC_NAME_KEY = "csi.storage.k8s.io/pvc/name"
 PVC_NAMESPACE_KEY = "csi.storage.k8s.io/pvc/namespace"
 FSTYPE_KEY = "csi.storage.k8s.io/fstype"
+_NAMED_UNKNOWN_PARAMS = 5  # a message names this many unknown keys, then counts the rest
 
 # volume_context keys recording what CreateVolume was asked for, so that a publish cannot ask for more. Volumes the
 # Go driver (or an earlier release) created have none of them, and are published as before.
@@ -148,7 +149,7 @@ def validate_volume_name(name: str, field: str = "name") -> str:
     require(name, field)
     if not _VOLUME_NAME_RE.match(name):
         raise errors.InvalidArgument(
-            f"{field} {name!r} must be 1-128 characters of letters, digits and '-' "
+            f"{field} {errors.quote_input(name)} must be 1-128 characters of letters, digits and '-' "
             "(the provisioner's pvc-<uuid> names qualify)"
         )
     return name
@@ -191,7 +192,7 @@ def validate_capabilities(capabilities: Iterable[csi_pb2.VolumeCapability]) -> C
             fs_type = (cap.mount.fs_type or DEFAULT_FS_TYPE).lower()
             if fs_type not in SUPPORTED_FS_TYPES:
                 raise UnsupportedCapability(
-                    f"volume_capabilities: filesystem {cap.mount.fs_type!r} is not supported; "
+                    f"volume_capabilities: filesystem {errors.quote_input(cap.mount.fs_type)} is not supported; "
                     f"use one of {', '.join(SUPPORTED_FS_TYPES)}"
                 )
             fs_types.add(fs_type)
@@ -253,8 +254,8 @@ def _recorded(volume_context: Mapping[str, str], key: str, parse: Callable[[str]
         return frozenset(parse(name.strip()) for name in raw.split(","))
     except ValueError:
         raise errors.InvalidArgument(
-            f"volume_context {key}={raw!r} is not a record this driver writes; a volume's capabilities are recorded "
-            "by CreateVolume"
+            f"volume_context {key}={errors.quote_input(raw)} is not a record this driver writes; a volume's "
+            "capabilities are recorded by CreateVolume"
         ) from None
 
 
@@ -269,34 +270,39 @@ def _int_param(params: Mapping[str, str], key: str, default: int, low: int, high
     try:
         value = int(raw.strip())
     except ValueError:
-        raise errors.InvalidArgument(f"parameter {key}={raw!r}: must be an integer") from None
+        raise errors.InvalidArgument(f"parameter {key}={errors.quote_input(raw)}: must be an integer") from None
     if not low <= value <= high:
-        raise errors.InvalidArgument(f"parameter {key}={raw!r}: must be between {low} and {high}")
+        raise errors.InvalidArgument(f"parameter {key}={errors.quote_input(raw)}: must be between {low} and {high}")
     return value
 
 
 def _bool_param(params: Mapping[str, str], key: str) -> bool:
     raw = params.get(key, "false").strip().lower()
     if raw not in ("true", "false"):
-        raise errors.InvalidArgument(f'parameter {key}={params[key]!r}: must be "true" or "false"')
+        raise errors.InvalidArgument(f'parameter {key}={errors.quote_input(params[key])}: must be "true" or "false"')
     return raw == "true"
 
 
 def _address_param(raw: str) -> str:
     host = raw.strip()
     if not is_host(host):
-        raise errors.InvalidArgument(f"parameter {PARAM_NVME_ADDRESS}={raw!r}: not a host name or IP address")
+        raise errors.InvalidArgument(
+            f"parameter {PARAM_NVME_ADDRESS}={errors.quote_input(raw)}: not a host name or IP address"
+        )
     return host
 
 
 def _volume_path_param(raw: str, base: str) -> str:
     path = "/" + "/".join(p for p in raw.strip().split("/") if p)
     if any(p in (".", "..") for p in path.split("/")):
-        raise errors.InvalidArgument(f"parameter {PARAM_VOLUME_PATH}={raw!r}: '.' and '..' are not allowed")
+        raise errors.InvalidArgument(
+            f"parameter {PARAM_VOLUME_PATH}={errors.quote_input(raw)}: '.' and '..' are not allowed"
+        )
     base_norm = "/" + "/".join(p for p in base.split("/") if p)
     if path != base_norm and not path.startswith(base_norm + "/"):
         raise errors.InvalidArgument(
-            f"parameter {PARAM_VOLUME_PATH}={raw!r}: must be {base_norm} or below it (the driver's configured base)"
+            f"parameter {PARAM_VOLUME_PATH}={errors.quote_input(raw)}: must be {base_norm} or below it (the driver's "
+            "configured base)"
         )
     return path
 
@@ -304,12 +310,16 @@ def _volume_path_param(raw: str, base: str) -> str:
 def parse_parameters(params: Mapping[str, str], defaults: ParameterDefaults) -> VolumeParameters:
     unknown = sorted(k for k in params if k not in KNOWN_PARAMS and not k.startswith(PROVISIONER_PREFIX))
     if unknown:
+        named = ", ".join(errors.quote_input(key) for key in unknown[:_NAMED_UNKNOWN_PARAMS])
+        more = f" and {len(unknown) - _NAMED_UNKNOWN_PARAMS} more" if len(unknown) > _NAMED_UNKNOWN_PARAMS else ""
         raise errors.InvalidArgument(
-            f"unknown StorageClass parameter(s) {', '.join(unknown)}; supported: {', '.join(sorted(KNOWN_PARAMS))}"
+            f"unknown StorageClass parameter(s) {named}{more}; supported: {', '.join(sorted(KNOWN_PARAMS))}"
         )
     fstype = params.get(FSTYPE_KEY)
     if fstype is not None and fstype.lower() not in SUPPORTED_FS_TYPES:
-        raise errors.InvalidArgument(f"parameter {FSTYPE_KEY}={fstype!r}: use one of {', '.join(SUPPORTED_FS_TYPES)}")
+        raise errors.InvalidArgument(
+            f"parameter {FSTYPE_KEY}={errors.quote_input(fstype)}: use one of {', '.join(SUPPORTED_FS_TYPES)}"
+        )
     keep_alive_raw = params.get(PARAM_KEEP_ALIVE_TMO)
     return VolumeParameters(
         volume_path=_volume_path_param(params.get(PARAM_VOLUME_PATH, defaults.volume_path), defaults.volume_path),

@@ -3,6 +3,8 @@ simulator over real SSH and REST."""
 
 from __future__ import annotations
 
+import io
+import logging
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -12,6 +14,7 @@ import grpc
 import pytest
 
 from rds_csi.csi.proto import csi_pb2
+from rds_csi.observability.logging import JsonFormatter, TextFormatter
 from tests.support import RunningController, SimulatorAccess, start_controller, start_simulator
 
 GiB = 1 << 30
@@ -177,3 +180,94 @@ def test_expand_volume_larger_than_the_plugin_can_provide_is_out_of_range(
     assert code == grpc.StatusCode.OUT_OF_RANGE, message
     got = ctl.controller.ControllerGetVolume(csi_pb2.ControllerGetVolumeRequest(volume_id=volume.volume_id), timeout=30)
     assert got.volume.capacity_bytes == GiB
+
+
+# ---- bad input of any length: a short echo, on the wire and in the log ---------------------------------------
+
+# What a status message and a log line may grow to, whatever the input: far below gRPC's 8 KiB metadata limit.
+MESSAGE_BOUND = 1024
+LOG_LINE_BOUND = 4096
+
+
+@pytest.fixture(params=[TextFormatter, JsonFormatter], ids=["text", "json"])
+def log_lines(request: pytest.FixtureRequest) -> Iterator[Callable[[], list[str]]]:
+    """The driver's log as the plugin writes it (its own formatter), from here on."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(request.param())
+    logger = logging.getLogger("rds_csi")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield lambda: stream.getvalue().splitlines()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def huge_requests(text: str) -> dict[str, tuple[str, object, grpc.StatusCode]]:
+    """RPCs each carrying ``text`` in one field, with the code that field earns."""
+    invalid, aborted = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.ABORTED
+    publish = csi_pb2.ControllerPublishVolumeRequest(volume_id=text, node_id="node-1", volume_capability=mount())
+    return {
+        "CreateVolume name": (
+            "CreateVolume",
+            csi_pb2.CreateVolumeRequest(name=text, volume_capabilities=[mount()]),
+            invalid,
+        ),
+        "CreateVolume parameter key": (
+            "CreateVolume",
+            csi_pb2.CreateVolumeRequest(name="pvc-bad-key", volume_capabilities=[mount()], parameters={text: "1"}),
+            invalid,
+        ),
+        "CreateVolume parameter value": (
+            "CreateVolume",
+            csi_pb2.CreateVolumeRequest(
+                name="pvc-bad-value", volume_capabilities=[mount()], parameters={"nvmePort": text}
+            ),
+            invalid,
+        ),
+        "CreateVolume filesystem": (
+            "CreateVolume",
+            csi_pb2.CreateVolumeRequest(name="pvc-bad-fs", volume_capabilities=[mount(fs_type=text)]),
+            invalid,
+        ),
+        "DeleteVolume volume_id": ("DeleteVolume", csi_pb2.DeleteVolumeRequest(volume_id=text), invalid),
+        "ControllerPublishVolume volume_id": ("ControllerPublishVolume", publish, invalid),
+        "CreateSnapshot source_volume_id": (
+            "CreateSnapshot",
+            csi_pb2.CreateSnapshotRequest(name="snap-bad", source_volume_id=text),
+            invalid,
+        ),
+        "ListVolumes starting_token": ("ListVolumes", csi_pb2.ListVolumesRequest(starting_token=text), aborted),
+    }
+
+
+@pytest.mark.parametrize("length", [10_000, 3_000_000], ids=["10k", "3M"])
+def test_an_overlong_name_is_invalid_argument_with_a_short_message_and_log_line(
+    ctl: RunningController, log_lines: Callable[[], list[str]], length: int
+) -> None:
+    name = "x" * length
+    code, message = code_of(
+        lambda: ctl.controller.CreateVolume(
+            csi_pb2.CreateVolumeRequest(name=name, volume_capabilities=[mount()]), timeout=30
+        )
+    )
+    assert code == grpc.StatusCode.INVALID_ARGUMENT, message[:200]  # not RESOURCE_EXHAUSTED "Stream removed"
+    assert message.startswith("name 'xxx") and len(message) <= MESSAGE_BOUND, message[:200]
+    assert f"{length} characters" in message
+    calls = [line for line in log_lines() if "csi.call" in line and "INVALID_ARGUMENT" in line]
+    assert len(calls) == 1
+    assert all(len(line) <= LOG_LINE_BOUND for line in log_lines()), max(map(len, log_lines()))
+
+
+@pytest.mark.parametrize("field", list(huge_requests("")))
+def test_every_field_that_echoes_bad_input_echoes_a_short_prefix(
+    ctl: RunningController, log_lines: Callable[[], list[str]], field: str
+) -> None:
+    method, request, expected = huge_requests("\u00e9" * 9_000)[field]  # 18 KB of UTF-8, 54 KB percent-encoded
+    code, message = code_of(lambda: getattr(ctl.controller, method)(request, timeout=30))
+    assert code == expected, message[:200]
+    assert len(message.encode()) <= MESSAGE_BOUND, message[:200]
+    assert log_lines() and all(len(line) <= LOG_LINE_BOUND for line in log_lines())
