@@ -3,7 +3,9 @@ client to list, get, watch, delete and patch the objects the driver reads, and t
 
 It is a test double of Kubernetes, so it computes what Kubernetes computes (VolumeAttachment names, resource
 versions, 410 Gone for compacted history) on its own, without importing the code under test. KubeVirt's
-VirtualMachineInstances and their migrations are served as custom objects (``kubevirt.io/v1``). A Node PATCH is
+VirtualMachineInstances and their migrations are served as custom objects (``kubevirt.io/v1``); CSINodes
+(``storage.k8s.io/v1``) as the kubelet registers them, one per node, listing each driver with its attach limit. A
+Node PATCH is
 served as a merge patch of its labels and annotations (anything else is refused, never half-applied). Faults:
 ``down`` (503 for everything), ``fail_next(n, status)``, ``hang_events`` (event POSTs wait until released),
 ``drop_watches()`` (cut open watch streams mid-flight) and ``compact()`` (forget history: old watches get 410).
@@ -20,7 +22,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -43,6 +45,7 @@ NODES = _Resource("nodes", "v1", "Node", namespaced=False)
 PVS = _Resource("persistentvolumes", "v1", "PersistentVolume", namespaced=False)
 PVCS = _Resource("persistentvolumeclaims", "v1", "PersistentVolumeClaim", namespaced=True)
 VAS = _Resource("volumeattachments", "storage.k8s.io/v1", "VolumeAttachment", namespaced=False)
+CSINODES = _Resource("csinodes", "storage.k8s.io/v1", "CSINode", namespaced=False)
 VMIS = _Resource("virtualmachineinstances", "kubevirt.io/v1", "VirtualMachineInstance", namespaced=True)
 VMIMS = _Resource(
     "virtualmachineinstancemigrations", "kubevirt.io/v1", "VirtualMachineInstanceMigration", namespaced=True
@@ -54,6 +57,7 @@ _ROUTES: list[tuple[re.Pattern[str], _Resource]] = [
     (re.compile(r"^/api/v1/persistentvolumes(?:/(?P<name>[^/]+))?$"), PVS),
     (re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/persistentvolumeclaims(?:/(?P<name>[^/]+))?$"), PVCS),
     (re.compile(r"^/apis/storage\.k8s\.io/v1/volumeattachments(?:/(?P<name>[^/]+)(?P<status>/status)?)?$"), VAS),
+    (re.compile(r"^/apis/storage\.k8s\.io/v1/csinodes(?:/(?P<name>[^/]+))?$"), CSINODES),
     (re.compile(_KUBEVIRT + r"virtualmachineinstances(?:/(?P<name>[^/]+))?$"), VMIS),
     (re.compile(_KUBEVIRT + r"virtualmachineinstancemigrations(?:/(?P<name>[^/]+))?$"), VMIMS),
 ]
@@ -95,7 +99,9 @@ class KubeEmulator:
         self.token = token
         self.down = False
         self._cond = threading.Condition()
-        self._store: dict[str, dict[str, Obj]] = {r.collection: {} for r in (NODES, PVS, PVCS, VAS, VMIS, VMIMS)}
+        self._store: dict[str, dict[str, Obj]] = {
+            r.collection: {} for r in (NODES, PVS, PVCS, VAS, CSINODES, VMIS, VMIMS)
+        }
         self._events: list[Obj] = []
         self._history: list[tuple[int, str, str, Obj]] = []  # (resourceVersion, collection, type, object)
         self._rv = 1
@@ -162,6 +168,26 @@ class KubeEmulator:
     def annotate_node(self, name: str, annotations: dict[str, str | None]) -> None:
         """What ``kubectl annotate node`` does: set these annotations, remove those given as None."""
         self._patch(NODES, None, name, {"metadata": {"annotations": annotations}})
+
+    def add_csinode(self, node: str, drivers: Mapping[str, int | None] | None) -> Obj:
+        """The CSINode the kubelet keeps for ``node``, owned by its Node: one entry per registered driver with the
+        attach limit its node plugin reported (``allocatable.count``; None: it reported none, and the entry has no
+        ``allocatable``). ``drivers`` None is a nil list, which the API server serializes as null."""
+        node_obj = self.get(NODES.collection, node)
+        meta: Obj = {"name": node}
+        if node_obj is not None:
+            meta["ownerReferences"] = [
+                {"apiVersion": "v1", "kind": "Node", "name": node, "uid": node_obj["metadata"]["uid"]}
+            ]
+        entries: list[Obj] | None = None
+        if drivers is not None:
+            entries = []
+            for driver, count in drivers.items():
+                entry: Obj = {"name": driver, "nodeID": node, "topologyKeys": None}
+                if count is not None:
+                    entry["allocatable"] = {"count": count}
+                entries.append(entry)
+        return self._put(CSINODES, None, {"metadata": meta, "spec": {"drivers": entries}})
 
     def add_pv(
         self,

@@ -32,10 +32,12 @@ READY_TIMEOUT = 60.0
 
 
 class StaticNodeFacts:
-    """Facts without a Kubernetes API: configured nodes exist, nothing else is ever proven."""
+    """Facts without a Kubernetes API: configured nodes exist, nothing else is ever proven; every node's attach
+    limit is the configured default."""
 
-    def __init__(self, nodes: Iterable[str]) -> None:
+    def __init__(self, nodes: Iterable[str], default_volume_limit: int = 0) -> None:
         self._nodes = frozenset(nodes)
+        self._default_volume_limit = default_volume_limit
 
     def volume_attachment_exists(self, volume_id: str, node_id: str) -> bool | None:
         return None
@@ -49,13 +51,19 @@ class StaticNodeFacts:
     def host_nqn(self, node_id: str) -> str | None:
         return None  # no API to read node plugins' reports from: fenced volumes cannot be published
 
+    def volume_limit(self, node_id: str) -> int:
+        return self._default_volume_limit
+
 
 class KubeNodeDirectory:
-    """Is this a node of the cluster, and which host NQN did its node plugin report? API trouble propagates as
-    ``Unavailable``, so the publish is retried rather than decided on a guess."""
+    """Is this a node of the cluster, which host NQN did its node plugin report, and how many volumes may it hold?
+    API trouble propagates as ``Unavailable``, so the publish is retried rather than decided on a guess."""
 
-    def __init__(self, api: KubeApi) -> None:
+    def __init__(self, api: KubeApi, driver_name: str, default_volume_limit: int = 0) -> None:
+        """``default_volume_limit`` (0: none) applies to a node whose CSINode gives no limit for ``driver_name``."""
         self._api = api
+        self._driver = driver_name
+        self._default_volume_limit = default_volume_limit
 
     def node_known(self, node_id: str) -> bool:
         return self._api.node_exists(node_id)
@@ -71,8 +79,13 @@ class KubeNodeDirectory:
             return validate_host_nqn(raw)
         except errors.InvalidArgument as exc:  # the node's report is wrong, not the CSI request
             raise errors.FailedPrecondition(
-                f"node {node_id!r}: annotation {HOST_NQN_ANNOTATION}: {exc.message}"
+                f"node {errors.quote_input(node_id)}: annotation {HOST_NQN_ANNOTATION}: {exc.message}"
             ) from exc
+
+    def volume_limit(self, node_id: str) -> int:
+        """The node's CSINode entry for this driver (the limit its node plugin reported), else the default."""
+        limit = self._api.csi_node_volume_limit(node_id, self._driver)
+        return self._default_volume_limit if limit is None else limit
 
 
 class LoggingEventSink:

@@ -142,6 +142,7 @@ class AttachConfig:
     orphan_interval: float
     require_kubevirt_migration: bool = False
     state_dir: str | None = None  # static mode's attachment state; None only where nothing outlives the process
+    default_max_volumes_per_node: int = 0  # attach limit of a node whose CSINode gives none; 0: no limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -563,6 +564,14 @@ ATTACH_OPTIONS: tuple[OptionSpec, ...] = (
         "VirtualMachineInstanceMigration in progress references a VMI using the PVC",
         "BOOL",
     ),
+    OptionSpec(
+        "default_max_volumes_per_node",
+        "0",
+        _int_between(0, 1_000_000),
+        "controller: volumes one node may hold when its CSINode gives no limit for this driver (or without a "
+        "Kubernetes API); a publish beyond it is RESOURCE_EXHAUSTED (0: no limit)",
+        "N",
+    ),
 )
 
 
@@ -716,6 +725,7 @@ def load_plugin_config(flags: Mapping[str, str | None], env: Mapping[str, str]) 
         orphan_interval=values["orphan_interval"],
         require_kubevirt_migration=values["require_kubevirt_migration"],
         state_dir=values["state_dir"],
+        default_max_volumes_per_node=values["default_max_volumes_per_node"],
     )
     # Without VolumeAttachments the state directory is the only record of who holds a volume. Only an embedded
     # simulator in a temp dir may do without: its volumes end with the process, and its attachments with them.

@@ -6,6 +6,9 @@ Nothing here knows gRPC.
 
 from __future__ import annotations
 
+QUOTED_INPUT_LIMIT = 80
+"""Most characters of a client's value any message quotes: enough to recognise it, never its whole size."""
+
 
 class RdsCsiError(Exception):
     """Base class. ``retryable`` tells callers (and the CSI sidecars, via the status code) to try again."""
@@ -15,6 +18,18 @@ class RdsCsiError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+def quote_input(value: object) -> str:
+    """A client's value as error messages quote it: escaped (``repr``) and cut to a short prefix, with the length
+    of what was cut, so that no message (and no status or log line made of it) echoes megabytes of input."""
+    if isinstance(value, str):
+        text = repr(value[:QUOTED_INPUT_LIMIT])  # never the whole of a huge value, not even as a copy
+        if len(value) <= QUOTED_INPUT_LIMIT and len(text) <= QUOTED_INPUT_LIMIT + 2:  # the quotes are free
+            return text
+        return f"{text[: QUOTED_INPUT_LIMIT - 3]}...{text[0]} ({len(value)} characters)"
+    text = repr(value)
+    return text if len(text) <= QUOTED_INPUT_LIMIT else text[: QUOTED_INPUT_LIMIT - 3] + "..."
 
 
 class InvalidArgument(RdsCsiError):

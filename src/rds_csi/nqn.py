@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from rds_csi.errors import InvalidArgument
+from rds_csi.errors import InvalidArgument, quote_input
 
 NQN_MAX_BYTES = 223
 """NVMe limit for an NQN, in bytes of its UTF-8 encoding."""
@@ -26,12 +26,6 @@ _NQN_RE = re.compile(
     rf"nqn\.[0-9]{{4}}-(?:0[1-9]|1[0-2])\.{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*(?::[A-Za-z0-9._:@+-]+)?"
 )
 _UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-
-
-def show_rejected(value: object) -> str:
-    """A bounded, escaped rendering of a rejected value for error messages (never echo megabytes or controls)."""
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def require_str(value: object, field: str) -> str:
@@ -52,9 +46,9 @@ def validate_nqn(value: object, field: str = "nqn") -> str:
     if size > NQN_MAX_BYTES:
         raise InvalidArgument(f"{field} must be at most {NQN_MAX_BYTES} bytes, got {size} bytes")
     if not _NQN_RE.fullmatch(text):
-        raise InvalidArgument(f"{field} is not a valid NVMe qualified name: {show_rejected(value)}")
+        raise InvalidArgument(f"{field} is not a valid NVMe qualified name: {quote_input(value)}")
     if text.startswith(UUID_NQN_PREFIX) and not _UUID_RE.fullmatch(text[len(UUID_NQN_PREFIX) :]):
-        raise InvalidArgument(f"{field} has the UUID form but no valid UUID: {show_rejected(value)}")
+        raise InvalidArgument(f"{field} has the UUID form but no valid UUID: {quote_input(value)}")
     return text
 
 

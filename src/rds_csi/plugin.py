@@ -99,10 +99,10 @@ class ControllerParts:
         if self.kube is not None:
             self.events = events = EventRecorder(self.kube, config.driver_name, metrics)
             facts: KubeAttachmentFacts | StaticNodeFacts = KubeAttachmentFacts(self.kube, config.driver_name)
-            nodes = KubeNodeDirectory(self.kube)
+            nodes = KubeNodeDirectory(self.kube, config.driver_name, config.attach.default_max_volumes_per_node)
         else:
             events = LoggingEventSink()
-            facts = nodes = StaticNodeFacts(config.kube.static_nodes)
+            facts = nodes = StaticNodeFacts(config.kube.static_nodes, config.attach.default_max_volumes_per_node)
             self.state = AttachmentStateFile(self._state_dir(config), clock)
         strict = config.attach.require_kubevirt_migration
         # Without the Kubernetes API there is no hook, and the manager refuses strict mode rather than weaken it.

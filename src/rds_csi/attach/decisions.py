@@ -10,7 +10,9 @@ short:
 * multi-node block volumes admit a second node as a live migration, never a third, and nothing new once the
   migration window has expired;
 * an attachment younger than the grace period is never cleared on the strength of facts alone: an API view that
-  lags behind a fresh VolumeAttachment (or a node that just registered) would otherwise free a live writer.
+  lags behind a fresh VolumeAttachment (or a node that just registered) would otherwise free a live writer;
+* a node at its attach limit (``max_volumes_per_node``) gets no further volume, whatever the other rules admit
+  (``NodeFull``); a repeat publish and a node already holding the volume add nothing to its count.
 """
 
 from __future__ import annotations
@@ -53,7 +55,9 @@ def migration_timeout_from_context(volume_context: Mapping[str, str]) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise errors.InvalidArgument(f"{MIGRATION_TIMEOUT_KEY} must be a number of seconds, got {raw!r}") from None
+        raise errors.InvalidArgument(
+            f"{MIGRATION_TIMEOUT_KEY} must be a number of seconds, got {errors.quote_input(raw)}"
+        ) from None
     return clamp_migration_timeout(value)
 
 
@@ -70,10 +74,13 @@ class PublishRequest:
     multi_node_block: bool = False
     readonly: bool = False
     migration_timeout: float = DEFAULT_MIGRATION_TIMEOUT
+    max_volumes_per_node: int = 0  # the node's attach limit (its CSINode, or the configured default); 0: none
 
     def __post_init__(self) -> None:
         if not self.volume_id or not self.node_id:
             raise errors.InvalidArgument("a publish needs both a volume id and a node id")
+        if self.max_volumes_per_node < 0:
+            raise errors.InvalidArgument(f"max_volumes_per_node must not be negative, got {self.max_volumes_per_node}")
         object.__setattr__(self, "migration_timeout", clamp_migration_timeout(self.migration_timeout))
 
     @property
@@ -168,6 +175,13 @@ class Refuse:
 
 
 @dataclass(frozen=True, slots=True)
+class NodeFull:
+    """The node already holds as many volumes as its attach limit allows (CSI: RESOURCE_EXHAUSTED)."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class RetryLater:
     """Too soon to decide a conflict: the grace window is open or the blocker is too fresh (CSI: ABORTED)."""
 
@@ -221,7 +235,9 @@ class Nothing:
     """No change."""
 
 
-PublishDecision = Admit | ClearStaleThenAdmit | AlreadyPublished | Incompatible | Refuse | RetryLater | NeedFacts
+PublishDecision = (
+    Admit | ClearStaleThenAdmit | AlreadyPublished | Incompatible | Refuse | NodeFull | RetryLater | NeedFacts
+)
 Decision = PublishDecision | Detach | ClearStale | ExpireMigration | Sync | Nothing
 
 
@@ -305,14 +321,56 @@ def decide_publish(
     recorded_readonly: bool | None = None,
     strict_migration: bool = False,
     unconfirmed: bool = False,
+    node_volumes: Collection[str] = (),
 ) -> PublishDecision:
     """Decide a ControllerPublishVolume.
 
     ``recorded_readonly`` is the flag the node was published with (``None``: unknown, e.g. after a rebuild, and
     then any flag is accepted). ``facts`` must describe exactly this ``entry``; the caller discards them when the
     entry changes. ``unconfirmed``: the requesting node is in ``entry`` only because a VolumeAttachment of it
-    exists that is not known to be attached (see ``_publish_unconfirmed``).
+    exists that is not known to be attached (see ``_publish_unconfirmed``). ``node_volumes``: every volume the
+    requesting node holds now (a migration target's included), counted against ``request.max_volumes_per_node``.
     """
+    decision = _decide_publish(
+        entry,
+        request,
+        now,
+        grace_seconds,
+        facts,
+        recorded_readonly=recorded_readonly,
+        strict_migration=strict_migration,
+        unconfirmed=unconfirmed,
+    )
+    if isinstance(decision, Admit | ClearStaleThenAdmit):
+        return _within_node_limit(decision, request, node_volumes)
+    return decision
+
+
+def _within_node_limit(
+    decision: Admit | ClearStaleThenAdmit, request: PublishRequest, node_volumes: Collection[str]
+) -> Admit | ClearStaleThenAdmit | NodeFull:
+    """An admission stands only while the node has room; this volume, already on the node, takes none."""
+    limit = request.max_volumes_per_node
+    others = set(node_volumes) - {request.volume_id}
+    if not limit or len(others) < limit:
+        return decision
+    return NodeFull(
+        f"node {request.node_id} already holds {len(others)} volumes, its limit of {limit}; volume "
+        f"{request.volume_id} can be attached there once one of them is detached"
+    )
+
+
+def _decide_publish(
+    entry: VolumeEntry | None,
+    request: PublishRequest,
+    now: float,
+    grace_seconds: float,
+    facts: BlockerFacts | None,
+    *,
+    recorded_readonly: bool | None,
+    strict_migration: bool,
+    unconfirmed: bool,
+) -> PublishDecision:
     if entry is None or not entry.nodes:
         attached = f"{request.volume_id} attached to node {request.node_id}"
         return Admit(_admitted(entry, request, now), (Event(VOLUME_ATTACHED, attached),))
@@ -359,13 +417,15 @@ def _publish_unconfirmed(
             f"expired; node {request.node_id} is refused until one side detaches",
         )
     others = tuple(held for held in entry.nodes if held.node_id != request.node_id)
-    decision = decide_publish(
+    decision = _decide_publish(
         replace(entry, nodes=others, migration=None),
         request,
         now,
         grace_seconds,
         facts,
+        recorded_readonly=None,
         strict_migration=strict_migration,
+        unconfirmed=False,
     )
     if isinstance(decision, Admit) and migration is not None:
         started = decision.new_entry.migration

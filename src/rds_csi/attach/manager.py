@@ -1,9 +1,11 @@
 """Applies the attachment rules to the table: snapshot, decide (pure), fetch facts if asked, commit, report.
 
 Per-volume serialization: every decision and its commit happen under that volume's manager lock (striped), so a
-publish, an unpublish, a watch event and the reconciler never interleave inside one volume's decision. The lock
-is never held across I/O: facts are fetched with it released, are bound to the snapshot they were asked for, and
-are thrown away if the volume changed meanwhile. Events are posted and logged after the lock is released.
+publish, an unpublish, a watch event and the reconciler never interleave inside one volume's decision. A publish
+with an attach limit also holds its node's lock (striped, always taken before a volume's lock), so two publishes
+of different volumes to one node cannot both take its last free place. No lock is ever held across I/O: facts are
+fetched with it released, are bound to the snapshot they were asked for, and are thrown away if the volume changed
+meanwhile. Events are posted and logged after the lock is released.
 
 Side state the table has no field for lives here, written in the same critical section as the table change:
 the readonly flag each (volume, node) was published with, and which (volume, node) pairs are held only by a
@@ -18,7 +20,7 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol
 
@@ -40,6 +42,7 @@ from rds_csi.attach.decisions import (
     MigrationEnd,
     NeedFacts,
     NodeFacts,
+    NodeFull,
     Nothing,
     PublishRequest,
     Refuse,
@@ -144,6 +147,7 @@ class AttachmentManager:
         # to a state older than one already written.
         self._journal_lock = threading.Lock()
         self._locks = tuple(threading.Lock() for _ in range(_LOCK_STRIPES))
+        self._node_locks = tuple(threading.Lock() for _ in range(_LOCK_STRIPES))
         self._readonly: dict[tuple[str, str], bool] = {}
         self._unconfirmed: set[tuple[str, str]] = set()
         # When each (volume, node) was last unpublished: a watch event about a VolumeAttachment created before that
@@ -159,7 +163,8 @@ class AttachmentManager:
     def publish(self, request: PublishRequest) -> None:
         """Attach ``request.node_id``, or raise: ``FailedPrecondition`` (another node holds the volume and may keep
         it), ``Aborted`` (inside a grace window, or the volume kept changing; retry), ``AlreadyExists`` (published
-        to that node with another readonly flag or access kind)."""
+        to that node with another readonly flag or access kind), ``ResourceExhausted`` (the node holds
+        ``request.max_volumes_per_node`` volumes already)."""
         with self._timed("publish"):
             self._publish(request)
 
@@ -331,7 +336,7 @@ class AttachmentManager:
         facts: BlockerFacts | None = None
         facts_for: VolumeEntry | None = None
         for _ in range(_MAX_ROUNDS):
-            with self._lock(volume_id):
+            with self._node_lock(request), self._lock(volume_id):
                 now = self._clock.now()
                 entry, events = self._settle(volume_id, now)
                 decision = decide_publish(
@@ -343,6 +348,7 @@ class AttachmentManager:
                     recorded_readonly=self._readonly.get((volume_id, node_id)),
                     strict_migration=self._strict,
                     unconfirmed=(volume_id, node_id) in self._unconfirmed,
+                    node_volumes=self._table.volumes_on_node(node_id) if request.max_volumes_per_node else (),
                 )
                 if not isinstance(decision, NeedFacts):
                     events += self._apply(volume_id, entry, decision)
@@ -358,7 +364,7 @@ class AttachmentManager:
             log_event(
                 _log,
                 "attach.publish",
-                logging.WARNING if isinstance(decision, Refuse) else logging.INFO,
+                logging.WARNING if isinstance(decision, Refuse | NodeFull) else logging.INFO,
                 volume_id=volume_id,
                 node_id=node_id,
                 readonly=request.readonly,
@@ -371,6 +377,8 @@ class AttachmentManager:
                     raise errors.Aborted(message)
                 case Incompatible(message=message):
                     raise errors.AlreadyExists(message)
+                case NodeFull(message=message):
+                    raise errors.ResourceExhausted(message)
             self._save()  # also for a repeat: an earlier attempt may have failed to save
             return
         raise errors.Aborted(f"volume {volume_id} kept changing while the publish from {node_id} was decided; retry")
@@ -445,6 +453,12 @@ class AttachmentManager:
 
     def _lock(self, volume_id: str) -> threading.Lock:
         return self._locks[hash(volume_id) & (_LOCK_STRIPES - 1)]
+
+    def _node_lock(self, request: PublishRequest) -> AbstractContextManager[object]:
+        """The node's lock when its volumes are counted (an attach limit applies); nothing to take otherwise."""
+        if not request.max_volumes_per_node:
+            return nullcontext()
+        return self._node_locks[hash(request.node_id) & (_LOCK_STRIPES - 1)]
 
     def _settle(self, volume_id: str, now: float) -> tuple[VolumeEntry | None, list[Event]]:
         """The volume's entry with an expired migration marked failed (caller holds the volume's lock)."""
@@ -579,4 +593,6 @@ def _outcome(decision: Decision) -> str:
     match decision:
         case Refuse(kind=kind):
             return f"refused_{kind}"
+        case NodeFull():
+            return "refused_node_full"
     return type(decision).__name__.lower()

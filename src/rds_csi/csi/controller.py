@@ -30,6 +30,7 @@ from rds_csi.csi.validation import (
     CapabilitySummary,
     CapacityLimits,
     ParameterDefaults,
+    UnsupportedCapability,
     VolumeParameters,
     allocation_bytes,
     capability_record,
@@ -58,12 +59,15 @@ class ClaimRegistry(Protocol):
 
 
 class NodeDirectory(Protocol):
-    """Whether a node id names a node of this cluster (a Node object, or a configured id without an API), and the
-    NVMe host NQN its node plugin reported (for storage-side fencing; None when it reported none)."""
+    """Whether a node id names a node of this cluster (a Node object, or a configured id without an API), the
+    NVMe host NQN its node plugin reported (for storage-side fencing; None when it reported none), and how many
+    volumes it may hold (its CSINode's attach limit for this driver, or the configured default; 0: no limit)."""
 
     def node_known(self, node_id: str) -> bool: ...
 
     def host_nqn(self, node_id: str) -> str | None: ...
+
+    def volume_limit(self, node_id: str) -> int: ...
 
 
 def _page(items: Sequence[T], key: Callable[[T], str], max_entries: int, token: str) -> tuple[list[T], str]:
@@ -74,7 +78,7 @@ def _page(items: Sequence[T], key: Callable[[T], str], max_entries: int, token: 
     if token:
         match = _TOKEN_RE.match(token)
         if match is None:
-            raise errors.Aborted(f"starting_token {token!r} was not issued by this driver")
+            raise errors.Aborted(f"starting_token {errors.quote_input(token)} was not issued by this driver")
         start = next((i for i, item in enumerate(items) if key(item) > match.group(1)), len(items))
     end = len(items) if max_entries == 0 else min(len(items), start + max_entries)
     next_token = f"after:{key(items[end - 1])}" if end < len(items) else ""
@@ -145,7 +149,9 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
     ) -> csi_pb2.CreateVolumeResponse:
         name = validate_volume_name(request.name)
         if name.startswith(SNAPSHOT_PREFIX):
-            raise errors.InvalidArgument(f"name {name!r}: the prefix {SNAPSHOT_PREFIX!r} is reserved for snapshots")
+            raise errors.InvalidArgument(
+                f"name {errors.quote_input(name)}: the prefix {SNAPSHOT_PREFIX!r} is reserved for snapshots"
+            )
         # Validated here and recorded in volume_context; the node receives the capability itself at stage time.
         capabilities = validate_capabilities(request.volume_capabilities)
         params = parse_parameters(request.parameters, self._defaults)
@@ -179,7 +185,7 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
         nodes = self._attachments.published_nodes(volume_id)
         if nodes:
             raise errors.FailedPrecondition(
-                f"volume {volume_id!r} is still published to {', '.join(nodes)}; unpublish it first"
+                f"volume {errors.quote_input(volume_id)} is still published to {', '.join(nodes)}; unpublish it first"
             )
         self._backend.delete_volume(volume_id)
         return csi_pb2.DeleteVolumeResponse()
@@ -207,9 +213,13 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
         if not request.volume_capabilities:
             raise errors.InvalidArgument("volume_capabilities: at least one capability is required")
         if self._backend.get_volume(volume_id) is None:
-            raise errors.NotFound(f"volume {volume_id!r} does not exist")
+            raise errors.NotFound(f"volume {errors.quote_input(volume_id)} does not exist")
+        # What the driver cannot read is an error; what it reads but does not offer is an answer (CSI spec).
         try:
             check_against_record(validate_capabilities(request.volume_capabilities), request.volume_context)
+        except UnsupportedCapability as unsupported:
+            return csi_pb2.ValidateVolumeCapabilitiesResponse(message=unsupported.message)
+        try:
             parse_parameters(request.parameters, self._defaults)
         except errors.InvalidArgument as unsupported:
             return csi_pb2.ValidateVolumeCapabilitiesResponse(message=unsupported.message)
@@ -241,7 +251,7 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
         volume_id = require(request.volume_id, "volume_id")
         volume = self._backend.get_volume(volume_id)
         if volume is None:
-            raise errors.NotFound(f"volume {volume_id!r} does not exist")
+            raise errors.NotFound(f"volume {errors.quote_input(volume_id)} does not exist")
         present = volume.file_path in self._backend.existing_backing_files([volume])
         status = csi_pb2.ControllerGetVolumeResponse.VolumeStatus(volume_condition=self._condition(volume, present))
         status.published_node_ids.extend(self._attachments.published_nodes(volume_id))
@@ -254,7 +264,7 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
         if request.volume_capabilities:
             try:
                 validate_capabilities(request.volume_capabilities)
-            except errors.InvalidArgument:
+            except UnsupportedCapability:
                 return csi_pb2.GetCapacityResponse(available_capacity=0)  # nothing can be provisioned for these
         pool = self._backend.pool_capacity(params.volume_path)
         response = csi_pb2.GetCapacityResponse(available_capacity=pool.free_bytes)
@@ -277,9 +287,11 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
         check_against_record(capability, request.volume_context)
         volume = self._backend.get_volume(volume_id)
         if volume is None:
-            raise errors.NotFound(f"volume {volume_id!r} does not exist")
+            raise errors.NotFound(f"volume {errors.quote_input(volume_id)} does not exist")
         if not self._nodes.node_known(node_id):
-            raise errors.NotFound(f"node {node_id!r} is not a node of this cluster")
+            raise errors.NotFound(f"node {errors.quote_input(node_id)} is not a node of this cluster")
+        # Read before the attachment rules run: they hold locks, and this may ask the API server.
+        volume_limit = self._nodes.volume_limit(node_id)
         already_attached = node_id in self._attachments.published_nodes(volume_id)
         self._attachments.publish(
             PublishRequest(
@@ -288,6 +300,7 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
                 multi_node_block=capability.multi_node,
                 readonly=request.readonly,
                 migration_timeout=migration_timeout_from_context(request.volume_context),
+                max_volumes_per_node=volume_limit,
             )
         )
         if request.volume_context.get(PARAM_FENCING) == "true":
@@ -318,7 +331,8 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
             host_nqn = self._nodes.host_nqn(node_id)
             if host_nqn is None:
                 raise errors.FailedPrecondition(
-                    f"volume {volume_id!r} is fenced but node {node_id!r} has not reported its NVMe host NQN"
+                    f"volume {errors.quote_input(volume_id)} is fenced but node {errors.quote_input(node_id)} has "
+                    "not reported its NVMe host NQN"
                 )
             self._backend.fence_allow(volume_id, host_nqn)
         except errors.RdsCsiError:
@@ -331,7 +345,9 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
         detached node staying allowed a while is better than cutting off a live one."""
         nqns = [self._nodes.host_nqn(node) for node in self._attachments.published_nodes(volume_id)]
         if any(nqn is None for nqn in nqns):
-            raise errors.Unavailable(f"volume {volume_id!r}: cannot read every attached node's host NQN; retry")
+            raise errors.Unavailable(
+                f"volume {errors.quote_input(volume_id)}: cannot read every attached node's host NQN; retry"
+            )
         self._backend.fence_only(volume_id, [n for n in nqns if n is not None])
 
     # ---- snapshots ----------------------------------------------------------------------------------------------

@@ -29,7 +29,9 @@ class KeyedLocks:
         with self._guard:
             holder = self._busy.get(key)
             if holder is not None:
-                raise errors.Aborted(f"an operation ({holder}) is already in progress for {key!r}; retry later")
+                raise errors.Aborted(
+                    f"an operation ({holder}) is already in progress for {errors.quote_input(key)}; retry later"
+                )
             self._busy[key] = operation
         try:
             yield

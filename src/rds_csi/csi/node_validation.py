@@ -25,7 +25,7 @@ from rds_csi.node.requests import (
     UnstageVolume,
     VolumeStatsQuery,
 )
-from rds_csi.nqn import show_rejected, validate_nqn
+from rds_csi.nqn import validate_nqn
 from rds_csi.nvme import NQN_KEY, FabricsTarget, target_from_volume_context
 
 PATH_MAX_BYTES = 4095
@@ -35,10 +35,10 @@ def node_path(raw: str, field: str) -> Path:
     """An absolute, normalized path (the kubelet's form); no ``..`` or ``.`` segments, no NUL."""
     require(raw, field)
     if "\0" in raw or len(raw.encode("utf-8", "surrogatepass")) > PATH_MAX_BYTES:
-        raise errors.InvalidArgument(f"{field} {show_rejected(raw)} is not a usable path")
+        raise errors.InvalidArgument(f"{field} {errors.quote_input(raw)} is not a usable path")
     path = Path(raw)
     if not path.is_absolute() or any(part in (".", "..") for part in raw.split("/")):
-        raise errors.InvalidArgument(f"{field} {show_rejected(raw)} must be an absolute path without '.' or '..'")
+        raise errors.InvalidArgument(f"{field} {errors.quote_input(raw)} must be an absolute path without '.' or '..'")
     return path
 
 

@@ -1,6 +1,11 @@
 """Pure validation of CSI requests: protobuf messages in, validated value objects out, ``InvalidArgument`` (or
 ``OutOfRange``) with a message that tells the user what to change.
 
+Capabilities fail in two ways the CSI spec tells apart: a capability this driver cannot read (no access type it
+knows, no or an unknown access mode) is a malformed request, INVALID_ARGUMENT everywhere; a well-formed one it
+does not offer is an ``UnsupportedCapability`` (still INVALID_ARGUMENT to create or publish), which
+ValidateVolumeCapabilities answers as "not confirmed" and GetCapacity as no capacity.
+
 Nothing here does I/O, so every rule is a small table-driven test.
 """
 
@@ -31,7 +36,7 @@ from rds_csi.nvme import (
     RECONNECT_DELAY_KEY,
     RECONNECT_DELAY_RANGE,
 )
-from rds_csi.routeros.units import round_up_allocation
+from rds_csi.routeros.units import MAX_FILE_SIZE, round_up_allocation
 
 GiB = 1 << 30
 TiB = 1 << 40
@@ -40,6 +45,7 @@ T = TypeVar("T")
 
 _VOLUME_NAME_RE = re.compile(r"^[A-Za-z0-9-]{1,128}$")
 _Mode = csi_pb2.VolumeCapability.AccessMode.Mode
+_KNOWN_MODES = frozenset(_Mode.values()) - {_Mode.UNKNOWN}
 
 SINGLE_NODE_MODES = frozenset(
     {
@@ -81,12 +87,17 @@ PROVISIONER_PREFIX = "csi.storage.k8s.io/"
 PVC_NAME_KEY = "csi.storage.k8s.io/pvc/name"
 PVC_NAMESPACE_KEY = "csi.storage.k8s.io/pvc/namespace"
 FSTYPE_KEY = "csi.storage.k8s.io/fstype"
+_NAMED_UNKNOWN_PARAMS = 5  # a message names this many unknown keys, then counts the rest
 
 # volume_context keys recording what CreateVolume was asked for, so that a publish cannot ask for more. Volumes the
 # Go driver (or an earlier release) created have none of them, and are published as before.
 CONTEXT_ACCESS_TYPES = "accessTypes"  # "block", "mount" or "block,mount"
 CONTEXT_FS_TYPE = "fsType"  # with mount: the filesystem it was created for
 CONTEXT_ACCESS_MODES = "accessModes"  # CSI access mode names, comma separated
+
+
+class UnsupportedCapability(errors.InvalidArgument):
+    """Well-formed capabilities this driver (or this volume) does not support; see the module docstring."""
 
 
 class AccessType(StrEnum):
@@ -149,7 +160,7 @@ def validate_volume_name(name: str, field: str = "name") -> str:
     require(name, field)
     if not _VOLUME_NAME_RE.match(name):
         raise errors.InvalidArgument(
-            f"{field} {name!r} must be 1-128 characters of letters, digits and '-' "
+            f"{field} {errors.quote_input(name)} must be 1-128 characters of letters, digits and '-' "
             "(the provisioner's pvc-<uuid> names qualify)"
         )
     return name
@@ -165,19 +176,24 @@ def validate_capabilities(capabilities: Iterable[csi_pb2.VolumeCapability]) -> C
     for cap in caps:
         access = cap.WhichOneof("access_type")
         if access is None:
-            raise errors.InvalidArgument("volume_capabilities: each capability needs an access type (block or mount)")
+            # Also a capability whose access type is one a newer CSI spec added: protobuf keeps it as unknown.
+            raise errors.InvalidArgument(
+                "volume_capabilities: each capability needs an access type this driver knows (block or mount)"
+            )
         if not cap.HasField("access_mode") or cap.access_mode.mode == _Mode.UNKNOWN:
             raise errors.InvalidArgument("volume_capabilities: each capability needs an access mode")
         mode = cap.access_mode.mode
+        if mode not in _KNOWN_MODES:  # proto3 enums are open: any number arrives as sent
+            raise errors.InvalidArgument(f"volume_capabilities: access mode {mode} is not a CSI access mode")
         mode_name = _Mode.Name(mode)
         if mode in MULTI_NODE_BLOCK_MODES:
             if access != "block":
-                raise errors.InvalidArgument(
+                raise UnsupportedCapability(
                     f"volume_capabilities: {mode_name} is only supported with volumeMode: Block (KubeVirt live "
                     "migration); a filesystem written from two nodes would be corrupted"
                 )
         elif mode not in SINGLE_NODE_MODES:
-            raise errors.InvalidArgument(
+            raise UnsupportedCapability(
                 f"volume_capabilities: access mode {mode_name} is not supported; use ReadWriteOnce / "
                 "ReadWriteOncePod, or ReadWriteMany with volumeMode: Block for live migration"
             )
@@ -186,15 +202,15 @@ def validate_capabilities(capabilities: Iterable[csi_pb2.VolumeCapability]) -> C
             access_types.add(AccessType.MOUNT)
             fs_type = (cap.mount.fs_type or DEFAULT_FS_TYPE).lower()
             if fs_type not in SUPPORTED_FS_TYPES:
-                raise errors.InvalidArgument(
-                    f"volume_capabilities: filesystem {cap.mount.fs_type!r} is not supported; "
+                raise UnsupportedCapability(
+                    f"volume_capabilities: filesystem {errors.quote_input(cap.mount.fs_type)} is not supported; "
                     f"use one of {', '.join(SUPPORTED_FS_TYPES)}"
                 )
             fs_types.add(fs_type)
         else:
             access_types.add(AccessType.BLOCK)
     if len(fs_types) > 1:
-        raise errors.InvalidArgument(f"volume_capabilities: conflicting filesystems {sorted(fs_types)}")
+        raise UnsupportedCapability(f"volume_capabilities: conflicting filesystems {sorted(fs_types)}")
     return CapabilitySummary(frozenset(access_types), frozenset(modes), next(iter(fs_types), None))
 
 
@@ -223,19 +239,19 @@ def check_against_record(requested: CapabilitySummary, volume_context: Mapping[s
     """
     created_types = _recorded(volume_context, CONTEXT_ACCESS_TYPES, AccessType)
     if created_types is not None and not requested.access_types <= created_types:
-        raise errors.InvalidArgument(
+        raise UnsupportedCapability(
             f"volume_capability: {_names(requested.access_types)} access, but the volume was created for "
             f"{_names(created_types)} ({CONTEXT_ACCESS_TYPES} in its volume_context)"
         )
     created_fs = volume_context.get(CONTEXT_FS_TYPE)
     if created_fs is not None and requested.fs_type is not None and requested.fs_type != created_fs.lower():
-        raise errors.InvalidArgument(
+        raise UnsupportedCapability(
             f"volume_capability: filesystem {requested.fs_type}, but the volume was created for {created_fs} "
             f"({CONTEXT_FS_TYPE} in its volume_context)"
         )
     created_modes = _recorded(volume_context, CONTEXT_ACCESS_MODES, _Mode.Value)
     if created_modes is not None and requested.multi_node and not created_modes & MULTI_NODE_BLOCK_MODES:
-        raise errors.InvalidArgument(
+        raise UnsupportedCapability(
             f"volume_capability: {_names(_Mode.Name(mode) for mode in requested.modes)} lets several nodes write, "
             f"but the volume was created for a single node ({_names(_Mode.Name(mode) for mode in created_modes)})"
         )
@@ -249,8 +265,8 @@ def _recorded(volume_context: Mapping[str, str], key: str, parse: Callable[[str]
         return frozenset(parse(name.strip()) for name in raw.split(","))
     except ValueError:
         raise errors.InvalidArgument(
-            f"volume_context {key}={raw!r} is not a record this driver writes; a volume's capabilities are recorded "
-            "by CreateVolume"
+            f"volume_context {key}={errors.quote_input(raw)} is not a record this driver writes; a volume's "
+            "capabilities are recorded by CreateVolume"
         ) from None
 
 
@@ -265,34 +281,39 @@ def _int_param(params: Mapping[str, str], key: str, default: int, low: int, high
     try:
         value = int(raw.strip())
     except ValueError:
-        raise errors.InvalidArgument(f"parameter {key}={raw!r}: must be an integer") from None
+        raise errors.InvalidArgument(f"parameter {key}={errors.quote_input(raw)}: must be an integer") from None
     if not low <= value <= high:
-        raise errors.InvalidArgument(f"parameter {key}={raw!r}: must be between {low} and {high}")
+        raise errors.InvalidArgument(f"parameter {key}={errors.quote_input(raw)}: must be between {low} and {high}")
     return value
 
 
 def _bool_param(params: Mapping[str, str], key: str) -> bool:
     raw = params.get(key, "false").strip().lower()
     if raw not in ("true", "false"):
-        raise errors.InvalidArgument(f'parameter {key}={params[key]!r}: must be "true" or "false"')
+        raise errors.InvalidArgument(f'parameter {key}={errors.quote_input(params[key])}: must be "true" or "false"')
     return raw == "true"
 
 
 def _address_param(raw: str) -> str:
     host = raw.strip()
     if not is_host(host):
-        raise errors.InvalidArgument(f"parameter {PARAM_NVME_ADDRESS}={raw!r}: not a host name or IP address")
+        raise errors.InvalidArgument(
+            f"parameter {PARAM_NVME_ADDRESS}={errors.quote_input(raw)}: not a host name or IP address"
+        )
     return host
 
 
 def _volume_path_param(raw: str, base: str) -> str:
     path = "/" + "/".join(p for p in raw.strip().split("/") if p)
     if any(p in (".", "..") for p in path.split("/")):
-        raise errors.InvalidArgument(f"parameter {PARAM_VOLUME_PATH}={raw!r}: '.' and '..' are not allowed")
+        raise errors.InvalidArgument(
+            f"parameter {PARAM_VOLUME_PATH}={errors.quote_input(raw)}: '.' and '..' are not allowed"
+        )
     base_norm = "/" + "/".join(p for p in base.split("/") if p)
     if path != base_norm and not path.startswith(base_norm + "/"):
         raise errors.InvalidArgument(
-            f"parameter {PARAM_VOLUME_PATH}={raw!r}: must be {base_norm} or below it (the driver's configured base)"
+            f"parameter {PARAM_VOLUME_PATH}={errors.quote_input(raw)}: must be {base_norm} or below it (the driver's "
+            "configured base)"
         )
     return path
 
@@ -300,12 +321,16 @@ def _volume_path_param(raw: str, base: str) -> str:
 def parse_parameters(params: Mapping[str, str], defaults: ParameterDefaults) -> VolumeParameters:
     unknown = sorted(k for k in params if k not in KNOWN_PARAMS and not k.startswith(PROVISIONER_PREFIX))
     if unknown:
+        named = ", ".join(errors.quote_input(key) for key in unknown[:_NAMED_UNKNOWN_PARAMS])
+        more = f" and {len(unknown) - _NAMED_UNKNOWN_PARAMS} more" if len(unknown) > _NAMED_UNKNOWN_PARAMS else ""
         raise errors.InvalidArgument(
-            f"unknown StorageClass parameter(s) {', '.join(unknown)}; supported: {', '.join(sorted(KNOWN_PARAMS))}"
+            f"unknown StorageClass parameter(s) {named}{more}; supported: {', '.join(sorted(KNOWN_PARAMS))}"
         )
     fstype = params.get(FSTYPE_KEY)
     if fstype is not None and fstype.lower() not in SUPPORTED_FS_TYPES:
-        raise errors.InvalidArgument(f"parameter {FSTYPE_KEY}={fstype!r}: use one of {', '.join(SUPPORTED_FS_TYPES)}")
+        raise errors.InvalidArgument(
+            f"parameter {FSTYPE_KEY}={errors.quote_input(fstype)}: use one of {', '.join(SUPPORTED_FS_TYPES)}"
+        )
     keep_alive_raw = params.get(PARAM_KEEP_ALIVE_TMO)
     return VolumeParameters(
         volume_path=_volume_path_param(params.get(PARAM_VOLUME_PATH, defaults.volume_path), defaults.volume_path),
@@ -336,7 +361,9 @@ def allocation_bytes(
     """The size to allocate: the request raised to the minimum (and to the content source's size, which a copy
     cannot shrink below) and rounded UP to RouterOS's allocation unit.
 
-    OUT_OF_RANGE when no allocatable size satisfies both ``required_bytes`` and ``limit_bytes`` or the maximum.
+    OUT_OF_RANGE when no allocatable size satisfies both ``required_bytes`` and ``limit_bytes`` or the maximum
+    (the CSI spec's "unsupported capacity" in CreateVolume and ControllerExpandVolume): also for a request no disk
+    could ever have, up to the largest int64.
     """
     required = capacity_range.required_bytes if capacity_range is not None else 0
     limit = capacity_range.limit_bytes if capacity_range is not None else 0
@@ -346,14 +373,17 @@ def allocation_bytes(
         raise errors.InvalidArgument(f"capacity_range: required_bytes {required} exceeds limit_bytes {limit}")
     if limit and source_bytes > limit:
         raise errors.OutOfRange(f"the content source is {source_bytes} bytes, more than limit_bytes {limit}")
+    maximum = min(limits.maximum_bytes, MAX_FILE_SIZE)
+    if required > maximum:  # before rounding, which refuses sizes beyond any disk as malformed
+        raise errors.OutOfRange(f"capacity_range: required_bytes {required} exceeds the maximum volume size {maximum}")
     size = round_up_allocation(max(required, limits.minimum_bytes, source_bytes), "capacity_range.required_bytes")
     if limit and size > limit:
         raise errors.OutOfRange(
             f"capacity_range: the smallest allocatable size ({size} bytes: minimum {limits.minimum_bytes}, "
             f"rounded up to whole MiB) exceeds limit_bytes {limit}"
         )
-    if size > limits.maximum_bytes:
-        raise errors.OutOfRange(f"capacity_range: {size} bytes exceeds the maximum volume size {limits.maximum_bytes}")
+    if size > maximum:
+        raise errors.OutOfRange(f"capacity_range: {size} bytes exceeds the maximum volume size {maximum}")
     return size
 
 

@@ -8,6 +8,7 @@ every failure is mapped once onto ``rds_csi.errors``: 404 is ``NotFound`` (or ``
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
+from rds_csi.deadlines import time_left
 from rds_csi.errors import Internal, InvalidArgument, NotFound, RdsCsiError, Unavailable
 
 T = TypeVar("T")
@@ -170,6 +172,25 @@ def pv_info(pv: client.V1PersistentVolume) -> PvInfo:
         volume_attributes=dict((spec.csi.volume_attributes or {}) if spec.csi is not None else {}),
         read_only=bool(spec.csi.read_only) if spec.csi is not None else False,
     )
+
+
+def csi_node_volume_limit(csi_node: Mapping[str, Any], driver: str) -> int | None:
+    """The attach limit in a CSINode (as the API server's JSON) for ``driver``: its entry's ``allocatable.count``,
+    which the kubelet copies from the node plugin's NodeGetInfo. None when the driver has no entry there (its node
+    plugin has not registered) or the entry no count (it reported no limit)."""
+    spec = csi_node.get("spec")
+    drivers = spec.get("drivers") if isinstance(spec, Mapping) else None
+    for entry in drivers if isinstance(drivers, list) else ():
+        if not isinstance(entry, Mapping) or entry.get("name") != driver:
+            continue
+        allocatable = entry.get("allocatable")
+        count = allocatable.get("count") if isinstance(allocatable, Mapping) else None
+        if count is None:
+            return None
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise Internal(f"the CSINode entry of {driver} has allocatable.count {count!r}, not a volume count")
+        return count
+    return None
 
 
 def _translate(what: str, error: Exception) -> RdsCsiError:
@@ -339,6 +360,27 @@ class KubeApi:
         except NotFound:
             return False
         return True
+
+    def csi_node_volume_limit(self, name: str, driver: str) -> int | None:
+        """``driver``'s attach limit on node ``name`` (see ``csi_node_volume_limit``); None also when the node has
+        no CSINode. One GET, bounded by the request timeout and by what is left of the CSI call's deadline."""
+        timeout = time_left(self._timeout)
+        what = f"get csinode {name}"
+        try:
+            # Read as JSON, not through the client's model: that refuses a CSINode whose drivers list is null.
+            response: Any = self._call(
+                what,
+                lambda: self._storage.read_csi_node(name, _request_timeout=timeout, _preload_content=False),
+            )
+        except NotFound:
+            return None
+        try:
+            csi_node = json.loads(response.data)
+        except ValueError as error:
+            raise Internal(f"{what}: the answer is not JSON: {error}") from error
+        if not isinstance(csi_node, dict):
+            raise Internal(f"{what}: the answer is not an object")
+        return csi_node_volume_limit(csi_node, driver)
 
     def node_annotations(self, name: str) -> dict[str, str]:
         """The Node's annotations (``NotFound`` when there is no such Node)."""

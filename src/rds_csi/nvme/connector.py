@@ -19,7 +19,6 @@ from pathlib import Path
 from rds_csi import errors
 from rds_csi._native import NvmeNamespace
 from rds_csi.clock import Clock
-from rds_csi.nqn import show_rejected
 from rds_csi.nvme.fabrics import (
     DELETING_STATES,
     FabricsTarget,
@@ -53,7 +52,7 @@ def resolve_ip(host: str) -> str:
     try:
         found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as error:
-        raise errors.Unavailable(f"cannot resolve the NVMe/TCP target {show_rejected(host)}: {error}") from error
+        raise errors.Unavailable(f"cannot resolve the NVMe/TCP target {errors.quote_input(host)}: {error}") from error
     return ipaddress.ip_address(found[0][4][0]).compressed
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from rds_csi import errors
 from rds_csi._native import NvmeController, NvmeSubsystem
 from rds_csi.netaddr import is_host
-from rds_csi.nqn import show_rejected, validate_host_nqn, validate_nqn
+from rds_csi.nqn import validate_host_nqn, validate_nqn
 from rds_csi.nvme.hostid import parse_host_id_file
 
 # volume_context keys (the StorageClass parameter names the controller copies there; rds_csi.csi.validation and
@@ -93,7 +93,7 @@ def _int_value(context: Mapping[str, str], key: str, bounds: tuple[int, int]) ->
     # int() alone would take "1_000", "+5" and non-ASCII digits; only plain decimal reaches the option string.
     if not re.fullmatch(r"-?[0-9]{1,10}", text) or not low <= int(text) <= high:
         raise errors.InvalidArgument(
-            f"volume_context {key}={show_rejected(raw)}: must be an integer between {low} and {high}"
+            f"volume_context {key}={errors.quote_input(raw)}: must be an integer between {low} and {high}"
         )
     return int(text)
 
@@ -109,7 +109,7 @@ def target_from_volume_context(context: Mapping[str, str]) -> FabricsTarget:
         raise errors.InvalidArgument(f"volume_context {ADDRESS_KEY} is required (the NVMe/TCP target address)")
     if not is_host(address):
         raise errors.InvalidArgument(
-            f"volume_context {ADDRESS_KEY}={show_rejected(address)}: not a host name or IP address"
+            f"volume_context {ADDRESS_KEY}={errors.quote_input(address)}: not a host name or IP address"
         )
     port = _int_value(context, PORT_KEY, PORT_RANGE)
     return FabricsTarget(
@@ -126,7 +126,7 @@ def target_from_volume_context(context: Mapping[str, str]) -> FabricsTarget:
 def _option(key: str, value: str | int) -> str:
     text = str(value)
     if not text or any(c in text for c in _FORBIDDEN_IN_VALUES):
-        raise errors.Internal(f"refusing to send the kernel option {key}={show_rejected(text)}")
+        raise errors.Internal(f"refusing to send the kernel option {key}={errors.quote_input(text)}")
     return f"{key}={text}"
 
 
@@ -156,7 +156,7 @@ def parse_connect_reply(text: str) -> ConnectReply:
     """The controller the kernel made, from its ``instance=N,cntlid=M`` reply; ``Internal`` for anything else."""
     match = _REPLY_RE.fullmatch(text)
     if match is None:
-        raise errors.Internal(f"unexpected reply from /dev/nvme-fabrics: {show_rejected(text)}")
+        raise errors.Internal(f"unexpected reply from /dev/nvme-fabrics: {errors.quote_input(text)}")
     return ConnectReply(int(match.group(1)), int(match.group(2)))
 
 

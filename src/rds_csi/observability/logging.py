@@ -1,6 +1,8 @@
 """Structured logging: one line per event, ``key=value`` text or JSON, with the CSI request id on every line.
 
 Use ``log_event(logger, "volume.create", volume_id=..., took_ms=...)``; the event name and fields become keys.
+Every field is cut to ``FIELD_LIMIT`` characters here, whoever logs it: fields carry what clients sent (a volume
+name, an error quoting it), and one oversized request must not write megabytes per call.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, TextIO
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("rds_csi_request_id", default=None)
 
 _FIELDS_ATTR = "rds_fields"
+FIELD_LIMIT = 1024
 _TEXT_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:@+,*")
 
 
@@ -22,6 +25,16 @@ def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **f
     """Log one structured event. Cheap when the level is disabled."""
     if logger.isEnabledFor(level):
         logger.log(level, event, extra={_FIELDS_ATTR: fields})
+
+
+def _bounded(value: Any) -> Any:
+    """``value`` itself when its text fits in ``FIELD_LIMIT``, else that text cut, with its full length."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= FIELD_LIMIT:
+        return value
+    return f"{text[:FIELD_LIMIT]}...({len(text)} characters)"
 
 
 def _text_value(value: Any) -> str:
@@ -46,7 +59,7 @@ def _record_fields(record: logging.LogRecord) -> dict[str, Any]:
     request_id = REQUEST_ID.get()
     if request_id is not None:
         fields["request_id"] = request_id
-    fields.update(getattr(record, _FIELDS_ATTR, {}))
+    fields.update((key, _bounded(value)) for key, value in getattr(record, _FIELDS_ATTR, {}).items())
     if record.exc_info:
         fields["error"] = logging.Formatter().formatException(record.exc_info)
     return fields

@@ -366,8 +366,8 @@ def build_disk_add(
     """``/disk add`` of a file-backed disk, exported over NVMe/TCP unless ``export`` is false.
 
     The NQN is always :func:`nqn_for_volume` of ``slot`` and the backing file must be named ``<slot>.img``
-    (docs/architecture.md §3). ``size_bytes`` is rounded **up** to whole MiB. ``copy_from`` makes a copy-on-write copy of
-    the source, named by its backing file path (``copy-from="/pool/dir/src.img"``) or, given a :class:`DiskRef`,
+    (docs/architecture.md §3). ``size_bytes`` is rounded **up** to whole MiB. ``copy_from`` makes a copy-on-write
+    copy of the source, named by its backing file path (``copy-from="/pool/dir/src.img"``) or, given a :class:`DiskRef`,
     as the disk itself (``copy-from=[find slot="src"]``): see :class:`CopyFromForm`. A copy takes its
     size from the source, so ``size_bytes`` must be ``None`` with ``copy_from``: grow the copy afterwards with
     :func:`build_disk_resize`. An exported disk needs ``port``; an unexported one (a snapshot) takes none, and

@@ -19,8 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from rds_csi.errors import InvalidArgument
+from rds_csi.errors import quote_input as _show
 from rds_csi.nqn import require_str as _require_str
-from rds_csi.nqn import show_rejected as _show
 from rds_csi.nqn import validate_host_nqn, validate_nqn
 
 SLOT_MAX_LENGTH = 128

@@ -50,6 +50,25 @@ def test_node_exists_is_true_for_a_node_and_false_after_its_deletion(emulator: K
     assert api.node_exists("worker-1") is False
 
 
+def test_csi_node_volume_limit_reads_the_kubelets_csinode(emulator: KubeEmulator, api: KubeApi) -> None:
+    emulator.add_node("worker-1")
+    emulator.add_csinode("worker-1", {"other.csi.example.com": 39, DRIVER: 24})
+    emulator.add_csinode("worker-2", {DRIVER: None})
+    emulator.add_csinode("worker-3", None)
+    assert api.csi_node_volume_limit("worker-1", DRIVER) == 24
+    assert api.csi_node_volume_limit("worker-2", DRIVER) is None
+    assert api.csi_node_volume_limit("worker-3", DRIVER) is None  # drivers: null, which the client model refuses
+    assert api.csi_node_volume_limit("worker-4", DRIVER) is None  # no CSINode at all
+    assert ("GET", "/apis/storage.k8s.io/v1/csinodes/worker-1") in emulator.requests()
+
+
+def test_csi_node_volume_limit_with_the_api_down_is_unavailable(emulator: KubeEmulator, api: KubeApi) -> None:
+    emulator.add_csinode("worker-1", {DRIVER: 24})
+    emulator.down = True
+    with pytest.raises(Unavailable):
+        api.csi_node_volume_limit("worker-1", DRIVER)
+
+
 def test_list_nodes_names_every_node(emulator: KubeEmulator, api: KubeApi) -> None:
     emulator.add_node("worker-1")
     emulator.add_node("worker-2")

@@ -28,6 +28,7 @@ from rds_csi.attach.decisions import (
     MigrationEnd,
     NeedFacts,
     NodeFacts,
+    NodeFull,
     Nothing,
     PublishDecision,
     PublishRequest,
@@ -76,8 +77,10 @@ def migrating(*, started: float = NOW - 60, window: float = 300.0, failed: bool 
     return block("a", "b", migration=Migration("a", "b", started, started + window, failed))
 
 
-def publish(node: str = "b", *, multi: bool = False, readonly: bool = False) -> PublishRequest:
-    return PublishRequest(VOL, node, multi_node_block=multi, readonly=readonly, migration_timeout=120)
+def publish(node: str = "b", *, multi: bool = False, readonly: bool = False, limit: int = 0) -> PublishRequest:
+    return PublishRequest(
+        VOL, node, multi_node_block=multi, readonly=readonly, migration_timeout=120, max_volumes_per_node=limit
+    )
 
 
 def facts(allowed: bool | None = None, **nodes: NodeFacts) -> BlockerFacts:
@@ -101,6 +104,7 @@ class PublishCase:
     strict: bool = False
     refuse_kind: str | None = None
     unconfirmed: bool = False
+    node_volumes: tuple[str, ...] = ()
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -212,6 +216,41 @@ PUBLISH_CASES = {
     "an unconfirmed side of an expired migration is refused": PublishCase(
         migrating(failed=True), publish("b", multi=True), Refuse, unconfirmed=True, refuse_kind="migration_expired"
     ),
+    # The node's attach limit: only an admission is refused for it, and only what else the node holds counts.
+    "a node below its limit is admitted": PublishCase(None, publish(limit=2), Admit, node_volumes=("x",)),
+    "a node at its limit gets no further volume": PublishCase(
+        None, publish(limit=2), NodeFull, node_volumes=("x", "y")
+    ),
+    "a node past its limit (lowered since) gets no further volume": PublishCase(
+        None, publish(limit=1), NodeFull, node_volumes=("x", "y")
+    ),
+    "without a limit a node takes any number": PublishCase(
+        None, publish(limit=0), Admit, node_volumes=tuple(f"v{i}" for i in range(500))
+    ),
+    "a repeat publish to a full node is idempotent": PublishCase(
+        single("b"), publish(limit=1), AlreadyPublished, recorded_readonly=False, node_volumes=(VOL,)
+    ),
+    "a volume a full node holds only unconfirmed is not counted twice": PublishCase(
+        single("b"), publish(limit=1), Admit, unconfirmed=True, node_volumes=(VOL,)
+    ),
+    "an unconfirmed node that is full with other volumes is refused": PublishCase(
+        single("b"), publish(limit=1), NodeFull, unconfirmed=True, node_volumes=(VOL, "x")
+    ),
+    "a migration target that is full is refused": PublishCase(
+        block("a"), publish(multi=True, limit=1), NodeFull, node_volumes=("x",)
+    ),
+    "a full node still asks for facts about a blocker first": PublishCase(
+        single("a"), publish(limit=1), NeedFacts, node_volumes=("x",)
+    ),
+    "a conflict on a full node stays a conflict": PublishCase(
+        single("a"), publish(limit=1), Refuse, facts(a=LIVE), refuse_kind="conflict", node_volumes=("x",)
+    ),
+    "a provably stale blocker does not make room on a full node": PublishCase(
+        single("a"), publish(limit=1), NodeFull, facts(a=VA_GONE), node_volumes=("x",)
+    ),
+    "inside the grace period a full node is still retried later": PublishCase(
+        single("a", at=NOW - 10, last_detach=NOW - 20), publish(limit=1), RetryLater, node_volumes=("x",)
+    ),
 }
 
 
@@ -225,6 +264,7 @@ def _decide(case: PublishCase) -> PublishDecision:
         recorded_readonly=case.recorded_readonly,
         strict_migration=case.strict,
         unconfirmed=case.unconfirmed,
+        node_volumes=case.node_volumes,
     )
 
 
@@ -589,3 +629,12 @@ def test_publish_request_clamps_its_timeout_and_needs_ids() -> None:
         PublishRequest("", "a")
     with pytest.raises(errors.InvalidArgument):
         PublishRequest(VOL, "")
+    with pytest.raises(errors.InvalidArgument, match="max_volumes_per_node"):
+        PublishRequest(VOL, "a", max_volumes_per_node=-1)
+
+
+def test_publish_refused_for_the_node_limit_names_node_count_and_limit() -> None:
+    decision = decide_publish(None, publish("n", limit=2), NOW, GRACE, node_volumes=("x", "y", VOL))
+    assert isinstance(decision, NodeFull)
+    assert "node n already holds 2 volumes, its limit of 2" in decision.message
+    assert VOL in decision.message

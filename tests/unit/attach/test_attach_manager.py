@@ -113,8 +113,9 @@ class Harness:
         multi_node_block: bool = False,
         readonly: bool = False,
         migration_timeout: float = 300.0,
+        limit: int = 0,
     ) -> None:
-        self.manager.publish(PublishRequest(volume, node, multi_node_block, readonly, migration_timeout))
+        self.manager.publish(PublishRequest(volume, node, multi_node_block, readonly, migration_timeout, limit))
 
     def nodes(self, volume: str = VOL) -> list[str]:
         return self.manager.published_nodes(volume)
@@ -309,6 +310,86 @@ def test_publish_survives_a_broken_event_sink(h: Harness) -> None:
 
 
 # ---- live migration ---------------------------------------------------------------------------------------------
+
+
+class CountingGate:
+    """An ``AttachmentTable`` whose first ``volumes_on_node`` call runs ``inside`` before answering: a publish that
+    is counting a node's volumes, caught in the middle of its decision."""
+
+    def __init__(self, table: AttachmentTable, inside: Callable[[], None]) -> None:
+        self._table = table
+        self._inside: Callable[[], None] | None = inside
+
+    def volumes_on_node(self, node_id: str) -> list[str]:
+        answer = self._table.volumes_on_node(node_id)
+        inside, self._inside = self._inside, None
+        if inside is not None:
+            inside()
+        return answer
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._table, name)
+
+
+def test_publish_beyond_the_node_limit_is_resource_exhausted_and_a_repeat_is_not(h: Harness) -> None:
+    h.publish("n", "v1", limit=2)
+    h.publish("n", "v2", limit=2)
+    with pytest.raises(errors.ResourceExhausted, match="node n already holds 2 volumes"):
+        h.publish("n", "v3", limit=2)
+    assert h.nodes("v3") == []
+    h.publish("n", "v1", limit=2)  # the repeat of a volume the node holds adds nothing
+    h.publish("m", "v3", limit=2)  # another node's count is its own
+    h.manager.unpublish("v1", "n")
+    h.publish("n", "v4", limit=2)
+    assert sorted(h.manager.published_nodes(v)[0] for v in ("v2", "v3", "v4")) == ["m", "n", "n"]
+
+
+def test_publish_limit_counts_a_migration_target(h: Harness) -> None:
+    h.publish("a", "vm", multi_node_block=True, limit=1)
+    h.publish("b", "vm", multi_node_block=True, limit=1)  # b is the migration target
+    with pytest.raises(errors.ResourceExhausted):
+        h.publish("b", "other", limit=1)
+    with pytest.raises(errors.ResourceExhausted):
+        h.publish("a", "other", limit=1)
+
+
+def test_two_publishes_to_one_node_cannot_both_take_its_last_place(table: AttachmentTable) -> None:
+    outcomes: list[str] = []
+
+    def publish_other() -> None:
+        try:
+            harness.publish("n", "v-other", limit=1)
+            outcomes.append("admitted")
+        except errors.ResourceExhausted:
+            outcomes.append("refused")
+
+    second_finished: list[bool] = []
+    # The first publish is counting the node's volumes (and holds its lock); a second one to the same node must
+    # wait for it instead of counting the same free place.
+    gate = CountingGate(table, lambda: second_finished.append(finishes(publish_other, timeout=0.5)))
+    harness = Harness(gate)  # type: ignore[arg-type]
+    harness.publish("n", "v-first", limit=1)
+    poll(lambda: bool(outcomes))
+    assert second_finished == [False]
+    assert outcomes == ["refused"]
+    assert harness.nodes("v-first") == ["n"] and harness.nodes("v-other") == []
+
+
+def test_publish_limit_is_counted_after_facts_that_were_fetched_without_a_lock(h: Harness) -> None:
+    h.publish("a", "v1")
+    h.clock.advance(100)
+    h.facts.vas["v1", "a"] = [False]  # a's attachment is provably stale: it would be cleared and n admitted...
+    filled: list[bool] = []
+
+    def fill_the_node() -> None:
+        h.facts.during = None
+        filled.append(finishes(lambda: h.publish("n", "v2", limit=1)))
+
+    h.facts.during = fill_the_node  # ...but while the facts are fetched, n takes its only place with v2
+    with pytest.raises(errors.ResourceExhausted):
+        h.publish("n", "v1", limit=1)
+    assert filled == [True]
+    assert h.nodes("v1") == ["a"] and h.nodes("v2") == ["n"]
 
 
 def test_migration_second_node_starts_then_source_detach_completes(h: Harness) -> None:

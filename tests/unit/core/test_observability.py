@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from rds_csi.observability.health import HealthRegistry
-from rds_csi.observability.logging import REQUEST_ID, configure_logging, log_event
+from rds_csi.observability.logging import FIELD_LIMIT, REQUEST_ID, configure_logging, log_event
 
 
 def _capture(log_format: str) -> tuple[io.StringIO, logging.Logger]:
@@ -40,6 +40,21 @@ def test_json_log_parses_and_carries_fields() -> None:
     assert record["level"] == "warning"
     assert record["method"] == "Probe"
     assert "request_id" not in record
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_every_logged_field_is_cut_to_its_limit_whoever_logs_it(log_format: str) -> None:
+    stream, log = _capture(log_format)
+    log_event(log, "csi.call", logging.WARNING, name="n" * 3_000_000, args=("v" * 5000, "node-1"), took_ms=1.5)
+    line = stream.getvalue()
+    assert line.count("\n") == 1
+    assert len(line) < 3 * FIELD_LIMIT
+    assert "(3000000 characters)" in line
+    assert "1.5" in line  # numbers are never touched
+    short = io.StringIO()
+    configure_logging(log_format, "debug", short)
+    log_event(log, "volume.create", volume_id="pvc-1", nodes=("a", "b"))
+    assert "pvc-1" in short.getvalue() and "characters" not in short.getvalue()
 
 
 def test_disabled_level_is_not_formatted() -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from rds_csi import errors
 from rds_csi.csi.locks import KeyedLocks, LockedServicer, csi_method
-from rds_csi.csi.status import status_for
+from rds_csi.csi.status import STATUS_MESSAGE_LIMIT, bounded_message, status_for
 
 
 @pytest.mark.parametrize(
@@ -91,3 +91,33 @@ def test_csi_method_aborts_concurrent_call_on_same_volume_only() -> None:
     worker.join(5)
     assert results == ["pvc-1"]
     assert servicer.locks.busy_keys() == []
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("pvc-1", "'pvc-1'"),
+        ("a\nb", "'a\\nb'"),
+        ("x" * 80, repr("x" * 80)),  # fits: shown whole
+        ("x" * 81, "'" + "x" * 76 + "...' (81 characters)"),
+        ("x" * 3_000_000, "'" + "x" * 76 + "...' (3000000 characters)"),
+        (b"y" * 200, "b'" + "y" * 75 + "..."),
+    ],
+)
+def test_quote_input_shows_an_escaped_short_prefix_and_how_long_the_value_was(value: object, shown: str) -> None:
+    assert errors.quote_input(value) == shown
+
+
+@pytest.mark.parametrize("text", ["x" * 100_000, "é" * 100_000, "🙂" * 100_000, "a" + "é" * 2000])
+def test_every_status_message_is_cut_to_its_byte_limit_on_a_character_boundary(text: str) -> None:
+    for exc in (errors.InvalidArgument(text), errors.Internal(text), KeyError(text)):
+        _, message = status_for(exc)
+        assert len(message.encode()) <= STATUS_MESSAGE_LIMIT
+        assert message.endswith("...")
+        message.encode("utf-8", "strict")  # no half a character
+
+
+def test_a_status_message_that_fits_is_left_alone() -> None:
+    fits = "é" * (STATUS_MESSAGE_LIMIT // 2)
+    assert bounded_message(fits) == fits
+    assert status_for(errors.NotFound(fits)) == (grpc.StatusCode.NOT_FOUND, fits)

@@ -9,6 +9,7 @@ from rds_csi.csi.validation import (
     CapacityLimits,
     GiB,
     ParameterDefaults,
+    UnsupportedCapability,
     allocation_bytes,
     capability_record,
     check_against_record,
@@ -69,24 +70,39 @@ def test_block_multi_writer_is_the_migration_mode() -> None:
 @pytest.mark.parametrize(
     ("capabilities", "message"),
     [
-        ([], "at least one"),
         ([cap(Mode.MULTI_NODE_MULTI_WRITER)], "only supported with volumeMode: Block"),
         ([cap(Mode.MULTI_NODE_READER_ONLY, block=True)], "not supported"),
         ([cap(Mode.MULTI_NODE_SINGLE_WRITER)], "not supported"),
-        ([cap(Mode.UNKNOWN)], "access mode"),
         ([cap(Mode.SINGLE_NODE_WRITER, fs_type="btrfs")], "btrfs"),
         ([cap(Mode.SINGLE_NODE_WRITER, fs_type="ext4"), cap(Mode.SINGLE_NODE_WRITER, fs_type="xfs")], "conflicting"),
-        (
-            [csi_pb2.VolumeCapability(access_mode=csi_pb2.VolumeCapability.AccessMode(mode=Mode.SINGLE_NODE_WRITER))],
-            "access type",
-        ),
     ],
 )
 def test_unsupported_capabilities_tell_the_user_what_to_change(
     capabilities: list[csi_pb2.VolumeCapability], message: str
 ) -> None:
-    with pytest.raises(errors.InvalidArgument, match=message):
+    with pytest.raises(UnsupportedCapability, match=message):
         validate_capabilities(capabilities)
+
+
+@pytest.mark.parametrize(
+    ("capabilities", "message"),
+    [
+        ([], "at least one"),
+        ([cap(Mode.UNKNOWN)], "needs an access mode"),
+        ([cap(99)], "access mode 99 is not a CSI access mode"),  # type: ignore[arg-type]
+        ([cap(Mode.SINGLE_NODE_WRITER), cap(-1, block=True)], "access mode -1 is not a CSI access mode"),  # type: ignore[arg-type]
+        (
+            [csi_pb2.VolumeCapability(access_mode=csi_pb2.VolumeCapability.AccessMode(mode=Mode.SINGLE_NODE_WRITER))],
+            "access type this driver knows",
+        ),
+    ],
+)
+def test_capabilities_the_driver_cannot_read_are_invalid_not_merely_unsupported(
+    capabilities: list[csi_pb2.VolumeCapability], message: str
+) -> None:
+    with pytest.raises(errors.InvalidArgument, match=message) as refused:
+        validate_capabilities(capabilities)
+    assert not isinstance(refused.value, UnsupportedCapability)
 
 
 def test_the_capability_record_names_access_types_filesystem_and_modes() -> None:
@@ -211,6 +227,15 @@ def test_allocation_that_cannot_fit_the_limit_is_out_of_range() -> None:
         allocation_bytes(rng(limit=GiB // 2), CapacityLimits())
     with pytest.raises(errors.OutOfRange):
         allocation_bytes(rng(required=20 * GiB), CapacityLimits(maximum_bytes=10 * GiB))
+
+
+@pytest.mark.parametrize("required", [(1 << 63) - 1, (1 << 60) + 1, 16 * (1 << 40) + 1])
+def test_a_size_beyond_any_volume_is_out_of_range_not_invalid(required: int) -> None:
+    with pytest.raises(errors.OutOfRange, match="maximum volume size"):
+        allocation_bytes(rng(required=required), CapacityLimits())
+    # A configured maximum above what RouterOS is ever asked for is held to that instead.
+    with pytest.raises(errors.OutOfRange, match=f"maximum volume size {1 << 60}"):
+        allocation_bytes(rng(required=(1 << 63) - 1), CapacityLimits(maximum_bytes=1 << 62))
 
 
 def test_required_above_limit_is_invalid_argument() -> None:

@@ -9,7 +9,13 @@ from kubernetes import client
 
 from rds_csi.errors import Internal, InvalidArgument
 from rds_csi.kube import KubeSettings, volume_attachment_name
-from rds_csi.kube.api import EVENT_MESSAGE_LIMIT, pv_info, truncate_message, volume_attachment_record
+from rds_csi.kube.api import (
+    EVENT_MESSAGE_LIMIT,
+    csi_node_volume_limit,
+    pv_info,
+    truncate_message,
+    volume_attachment_record,
+)
 
 CREATED = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -110,3 +116,35 @@ def test_truncate_message_cuts_long_messages_to_the_limit_with_an_ellipsis() -> 
 def test_settings_with_non_positive_timeout_are_invalid() -> None:
     with pytest.raises(InvalidArgument, match="timeout"):
         KubeSettings(base_url="http://127.0.0.1:1", request_timeout=0)
+
+
+def _csi_node(drivers: object) -> dict[str, object]:
+    return {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "CSINode",
+        "metadata": {"name": "n"},
+        "spec": {"drivers": drivers},
+    }
+
+
+@pytest.mark.parametrize(
+    ("drivers", "limit"),
+    [
+        ([{"name": "other", "nodeID": "n", "allocatable": {"count": 9}}, {"name": "ours", "nodeID": "n",
+          "allocatable": {"count": 2}}], 2),
+        ([{"name": "ours", "nodeID": "n", "allocatable": {"count": 0}}], 0),
+        ([{"name": "ours", "nodeID": "n", "topologyKeys": None}], None),  # the node plugin reported no limit
+        ([{"name": "ours", "nodeID": "n", "allocatable": {}}], None),
+        ([{"name": "other", "nodeID": "n", "allocatable": {"count": 9}}], None),  # ours has not registered
+        ([], None),
+        (None, None),  # a nil list, as the API server serializes it
+    ],
+)  # fmt: skip
+def test_csi_node_volume_limit_reads_our_drivers_allocatable_count(drivers: object, limit: int | None) -> None:
+    assert csi_node_volume_limit(_csi_node(drivers), "ours") == limit
+
+
+@pytest.mark.parametrize("count", [-1, "2", 2.5, True])
+def test_csi_node_volume_limit_that_is_not_a_count_is_internal(count: object) -> None:
+    with pytest.raises(Internal, match=r"allocatable\.count"):
+        csi_node_volume_limit(_csi_node([{"name": "ours", "nodeID": "n", "allocatable": {"count": count}}]), "ours")
