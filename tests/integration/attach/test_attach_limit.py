@@ -4,10 +4,7 @@ from ``--default-max-volumes-per-node``."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import grpc
 import pytest
@@ -16,6 +13,7 @@ from rds_csi import DEFAULT_DRIVER_NAME
 from rds_csi.csi.proto import csi_pb2
 from tests.integration.attach.test_attachments_kube import running_cluster
 from tests.support import RunningController, SimulatorAccess, start_controller, start_simulator
+from tests.tempdirs import short_temp_dir
 
 GiB = 1 << 30
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
@@ -94,15 +92,14 @@ def test_a_csinode_limit_wins_over_the_configured_default() -> None:
 
 @pytest.fixture
 def static_limited() -> Iterator[RunningController]:
-    directory = Path(tempfile.mkdtemp(prefix="rds-limit-"))
-    sim: SimulatorAccess = start_simulator(directory)
-    ctl = start_controller(sim, "ssh", directory / "ctl.sock", default_max_volumes_per_node="2")
-    try:
-        yield ctl
-    finally:
-        ctl.stop()
-        sim.simulator.stop()
-        shutil.rmtree(directory, ignore_errors=True)
+    with short_temp_dir("rds-limit-") as directory:  # holds the plugin's unix socket
+        sim: SimulatorAccess = start_simulator(directory)
+        ctl = start_controller(sim, "ssh", directory / "ctl.sock", default_max_volumes_per_node="2")
+        try:
+            yield ctl
+        finally:
+            ctl.stop()
+            sim.simulator.stop()
 
 
 def test_third_publish_to_a_node_is_resource_exhausted_with_a_default_limit_of_two(

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import io
 import logging
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import pytest
 from rds_csi.csi.proto import csi_pb2
 from rds_csi.observability.logging import JsonFormatter, TextFormatter
 from tests.support import RunningController, SimulatorAccess, start_controller, start_simulator
+from tests.tempdirs import short_temp_dir
 
 GiB = 1 << 30
 INT64_MAX = (1 << 63) - 1
@@ -51,9 +50,8 @@ MALFORMED_CAPABILITIES = {
 
 @pytest.fixture(scope="module")
 def workdir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="rds-bad-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    with short_temp_dir("rds-bad-") as path:  # holds the plugin's unix socket
+        yield path
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,7 @@ plain-http REST URL, which would send the password in clear text, is refused at 
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,8 +23,8 @@ from tests.support import SIM_PASSWORD, SIM_USER, SimulatorAccess, write_client_
 
 
 @pytest.fixture(scope="module")
-def sim() -> Iterator[SimulatorAccess]:
-    directory = Path(tempfile.mkdtemp(prefix="rds-cred-"))
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorAccess]:
+    directory = tmp_path_factory.mktemp("cred")
     key_file, public_file = write_client_key(directory)
     simulator = Simulator(
         SimulatorConfig(
@@ -39,7 +37,6 @@ def sim() -> Iterator[SimulatorAccess]:
     ).start()
     yield SimulatorAccess(simulator, key_file, directory / "unused")
     simulator.stop()
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 def stranger_key(directory: Path) -> Path:

@@ -3,10 +3,7 @@ the call it serves, over REST as over SSH: the call fails retryably and its conn
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -27,12 +24,11 @@ BASE = "/storage-pool/metal-csi"
 
 
 @pytest.fixture(scope="module")
-def sim() -> Iterator[SimulatorAccess]:
-    directory = Path(tempfile.mkdtemp(prefix="rds-dl-"))
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorAccess]:
+    directory = tmp_path_factory.mktemp("deadline")
     access = start_simulator(directory)
     yield access
     access.simulator.stop()
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 def transport(sim: SimulatorAccess, backend: str) -> Transport:

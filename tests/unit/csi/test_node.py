@@ -16,6 +16,8 @@ from rds_csi.node.connector import KernelConnector
 from rds_csi.observability.health import HealthRegistry
 from rds_csi.observability.metrics import Metrics
 
+pytestmark = pytest.mark.native  # the node packages load the native scanner and ioctls
+
 _Service = csi_pb2.PluginCapability.Service
 _Cap = csi_pb2.NodeServiceCapability.RPC.Type
 PREFIX = "nqn.2000-02.com.mikrotik:"

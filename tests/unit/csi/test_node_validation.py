@@ -24,6 +24,8 @@ from rds_csi.mount import FsType, parse_mount_flags
 from rds_csi.node import BlockAccess, MountAccess
 from rds_csi.nvme import FabricsTarget
 
+pytestmark = pytest.mark.native  # the node packages load the native scanner and ioctls
+
 PREFIX = "nqn.2000-02.com.mikrotik:"
 NQN = PREFIX + "pvc-1"
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode

@@ -20,6 +20,8 @@ from rds_csi.node.records import (
     write_record,
 )
 
+pytestmark = pytest.mark.native  # the node packages load the native scanner and ioctls
+
 MOUNTED = StagedRecord(
     "pvc-1", "nqn.2000-02.com.mikrotik:pvc-1", MountAccess(FsType.XFS, parse_mount_flags(["noatime", "discard"]))
 )
