@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Final, Literal, Protocol
 
 from rds_csi import errors
-from rds_csi._native import AccessKind, AttachmentTable, VolumeEntry
+from rds_csi._native import MAX_NODES, AccessKind, AttachmentTable, VolumeEntry
 from rds_csi.attach.decisions import (
     DEFAULT_GRACE_SECONDS,
     DEFAULT_MIGRATION_TIMEOUT,
@@ -189,8 +189,11 @@ class AttachmentManager:
 
     def rebuild(self, records: Iterable[VolumeAttachmentFact]) -> None:
         """Replace all state with what the VolumeAttachments say (see ``rebuild.plan_rebuild``). Migrations whose
-        window passed while nobody was watching are failed by the next publish, unpublish or reconcile."""
-        plan = plan_rebuild(records)
+        window passed while nobody was watching are failed by the next publish, unpublish or reconcile. For a
+        volume with more VolumeAttachments than the table holds, asks which of their nodes are deleted (no lock
+        held): a VolumeAttachment on a deleted node is the one to leave out (see ``plan_rebuild``)."""
+        facts = list(records)
+        plan = plan_rebuild(facts, gone_nodes=self._deleted_nodes_of_overflowing_volumes(facts))
         with ExitStack() as held:
             for lock in self._locks:
                 held.enter_context(lock)
@@ -221,6 +224,16 @@ class AttachmentManager:
             unconfirmed=len(plan.unconfirmed),
             migrations=sum(1 for entry in plan.entries if entry.migration is not None),
         )
+
+    def _deleted_nodes_of_overflowing_volumes(self, facts: Sequence[VolumeAttachmentFact]) -> frozenset[str]:
+        """Nodes provably deleted (``node_exists`` said False, not unknown) among those of volumes with more
+        VolumeAttachments than the table holds."""
+        nodes_of: dict[str, set[str]] = {}
+        for fact in facts:
+            nodes_of.setdefault(fact.volume_id, set()).add(fact.node_id)
+        asked = {node for nodes in nodes_of.values() if len(nodes) > MAX_NODES for node in nodes}
+        cache: dict[str, bool | None] = {}
+        return frozenset(node for node in sorted(asked) if self._node_exists(node, cache) is False)
 
     def apply_va_event(self, kind: VaEventKind, record: VolumeAttachmentFact) -> None:
         """Follow a VolumeAttachment watch: ADDED/MODIFIED -> make sure the node holds the volume (unconfirmed

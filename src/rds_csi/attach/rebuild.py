@@ -9,7 +9,7 @@ volume come back as a migration that started when the newer one was created, wit
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from rds_csi._native import MAX_NODES, VolumeEntry
@@ -49,13 +49,16 @@ class RebuildPlan:
     left_out: tuple[VolumeAttachmentFact, ...]
 
 
-def plan_rebuild(facts: Iterable[VolumeAttachmentFact]) -> RebuildPlan:
+def plan_rebuild(facts: Iterable[VolumeAttachmentFact], *, gone_nodes: Collection[str] = ()) -> RebuildPlan:
     """Every VolumeAttachment counts, also one still attaching or already being deleted (it holds its node until the
     unpublish the external-attacher will issue, or until it is gone).
 
-    A volume with more VolumeAttachments than the table holds keeps attached ones before unattached ones, and the
-    newest of each: an older attached one can only have outlived a newer one because it was cleared as stale (its
-    node deleted) when the newer one was admitted, so the newest are the ones that may still be in use.
+    A volume with more VolumeAttachments than the table holds keeps, first, those whose node is not in
+    ``gone_nodes`` (Node objects known to be deleted), then attached ones before unattached ones, and the newest of
+    each. A third VolumeAttachment exists in two ways: a publish refused because two nodes hold the volume (it
+    stays unattached while the attacher retries; the attached ones are the writers), or an attached one that
+    outlived its clearing as stale (its node deleted) when a newer one was admitted, whose status may not be
+    written yet: that newer one is a writer, and only its deleted node sets the stale one apart.
     """
     by_volume: dict[str, dict[str, VolumeAttachmentFact]] = {}
     for fact in facts:
@@ -68,7 +71,7 @@ def plan_rebuild(facts: Iterable[VolumeAttachmentFact]) -> RebuildPlan:
     unconfirmed: set[tuple[str, str]] = set()
     left_out: list[VolumeAttachmentFact] = []
     for volume_id, on_nodes in sorted(by_volume.items()):
-        ranked = sorted(on_nodes.values(), key=_rank, reverse=True)
+        ranked = sorted(on_nodes.values(), key=lambda fact: _rank(fact, gone_nodes), reverse=True)
         left_out.extend(ranked[MAX_NODES:])
         entry: VolumeEntry | None = None
         for fact in sorted(ranked[:MAX_NODES], key=_age_key):
@@ -95,9 +98,10 @@ def _age_key(fact: VolumeAttachmentFact) -> tuple[float, str]:
     return fact.created_at, fact.node_id
 
 
-def _rank(fact: VolumeAttachmentFact) -> tuple[bool, float, str]:
-    """Which VolumeAttachments of a volume the table keeps: attached ones first, then the newest."""
-    return fact.attached, fact.created_at, fact.node_id
+def _rank(fact: VolumeAttachmentFact, gone_nodes: Collection[str]) -> tuple[bool, bool, float, str]:
+    """Which VolumeAttachments of a volume the table keeps: those on nodes not known gone first, then attached
+    ones, then the newest."""
+    return fact.node_id not in gone_nodes, fact.attached, fact.created_at, fact.node_id
 
 
 def _precedence(fact: VolumeAttachmentFact) -> tuple[bool, float]:

@@ -541,6 +541,28 @@ def test_rebuild_migration_window_counts_from_the_newer_volume_attachment(h: Har
     assert h.manager.reconcile().expired_migrations == (VOL,)
 
 
+@pytest.mark.parametrize("api", ["answers", "unknown"])
+def test_rebuild_of_three_volume_attachments_leaves_out_the_one_on_a_deleted_node(h: Harness, api: str) -> None:
+    # "a" was cleared as stale (its Node deleted, its VolumeAttachment not yet), "c" admitted next to "b" and
+    # answered OK just before the restart: "c" writes, so the rebuild must keep it and leave "a" out. With the
+    # Node API unknown, nothing sets "a" apart from a live writer, and the attached ones are kept.
+    h.facts.nodes["a"] = False if api == "answers" else None
+    h.manager.rebuild(
+        [
+            fact("a", T0 - 300, multi_node_block=True),
+            fact("b", T0 - 200, multi_node_block=True),
+            fact("c", T0 - 1, attached=False, multi_node_block=True),
+        ]
+    )
+    assert h.nodes() == (["b", "c"] if api == "answers" else ["a", "b"])
+    assert ("node", "b") in h.facts.calls  # asked only because the volume has more VolumeAttachments than room
+
+
+def test_rebuild_asks_about_nodes_only_for_a_volume_with_more_volume_attachments_than_room(h: Harness) -> None:
+    h.manager.rebuild([fact("a", T0 - 300, multi_node_block=True), fact("b", T0 - 200, multi_node_block=True)])
+    assert h.facts.calls == []
+
+
 def test_rebuild_readonly_from_records_is_enforced_and_unknown_is_adopted(h: Harness) -> None:
     h.manager.rebuild([fact("a", T0, readonly=True), fact("b", T0, volume="pvc-2")])
     with pytest.raises(errors.AlreadyExists):
