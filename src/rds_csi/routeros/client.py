@@ -19,12 +19,17 @@ from rds_csi.observability.metrics import Metrics
 from rds_csi.routeros.commands import (
     Command,
     build_disk_add,
+    build_disk_backed_by,
+    build_disk_export,
     build_disk_get,
+    build_disk_get_with_nqn_holders,
     build_disk_list,
     build_disk_remove,
     build_disk_resize,
     build_disk_set_allowed_hosts,
     build_disk_traffic,
+    build_file_find,
+    build_file_get,
     build_file_list,
     build_file_remove,
     build_health,
@@ -80,8 +85,33 @@ class RouterOSClient:
             raise errors.Internal(f"RouterOS lists {len(disks)} disks with slot {slot!r}")
         return disks[0] if disks else None
 
+    def get_disk_with_nqn_holders(self, slot: str) -> tuple[Disk | None, list[Disk]]:
+        """In one read: the disk in ``slot`` and the other disks already using the NQN a volume in ``slot`` gets."""
+        disks = [disk_from_properties(r) for r in self._execute("disk_get", build_disk_get_with_nqn_holders(slot))]
+        in_slot = [d for d in disks if d.slot == slot]
+        if len(in_slot) > 1:
+            raise errors.Internal(f"RouterOS lists {len(in_slot)} disks with slot {slot!r}")
+        return (in_slot[0] if in_slot else None), [d for d in disks if d.slot != slot]
+
     def list_disks(self, slot_prefix: str = "") -> list[Disk]:
         return [disk_from_properties(r) for r in self._execute("disk_list", build_disk_list(slot_prefix))]
+
+    def get_file(self, path: RouterPath) -> FileEntry | None:
+        files = [file_from_properties(r) for r in self._execute("file_get", build_file_get(path))]
+        if len(files) > 1:
+            raise errors.Internal(f"RouterOS lists {len(files)} files named {path.file_name!r}")
+        return files[0] if files else None
+
+    def find_files(self, directory: RouterPath, file_name: str) -> list[FileEntry]:
+        """Every file called ``file_name`` in ``directory`` or below it."""
+        return [file_from_properties(r) for r in self._execute("file_find", build_file_find(directory, file_name))]
+
+    def disks_backed_by(self, paths: Iterable[RouterPath]) -> list[Disk]:
+        """The disks whose backing file is one of ``paths`` (none asked: none, without a command)."""
+        wanted = list(paths)
+        if not wanted:
+            return []
+        return [disk_from_properties(r) for r in self._execute("disk_find", build_disk_backed_by(wanted))]
 
     def list_files(self, directory: RouterPath) -> list[FileEntry]:
         return [file_from_properties(r) for r in self._execute("file_list", build_file_list(directory))]
@@ -113,20 +143,22 @@ class RouterOSClient:
         *,
         slot: str,
         file_path: RouterPath,
-        size_bytes: int,
+        size_bytes: int | None,
         port: int | None,
         copy_from: RouterPath | None = None,
         export: bool = True,
+        marker_nqn: str | None = None,
     ) -> Disk:
-        """Add a file-backed disk (a copy-on-write copy of ``copy_from`` when given, grown to ``size_bytes``)
-        and return it as RouterOS lists it."""
+        """Add a file-backed disk of ``size_bytes`` (or, with ``copy_from``, a copy-on-write copy of that file, at
+        its size) and return it as RouterOS lists it."""
         command = build_disk_add(
             slot=slot,
             file_path=file_path,
-            size_bytes=None if copy_from is not None else size_bytes,
+            size_bytes=size_bytes,
             port=port,
             copy_from=copy_from,
             export=export,
+            marker_nqn=marker_nqn,
         )
         try:
             self._execute("disk_add", command)
@@ -140,16 +172,30 @@ class RouterOSClient:
         disk = self.get_disk(slot)
         if disk is None:
             raise errors.Internal(f"RouterOS accepted /disk add for {slot!r} but does not list the disk")
-        if copy_from is not None and (disk.size_bytes or 0) < size_bytes:
-            disk = self.resize_disk(slot, size_bytes)
         return disk
 
     def resize_disk(self, slot: str, size_bytes: int) -> Disk:
-        """Grow the backing file; returns the disk as listed afterwards."""
+        """Grow the backing file; returns the disk as listed afterwards, which proves it is at least that large."""
         self._idempotent("disk_resize", build_disk_resize(slot, size_bytes))
         disk = self.get_disk(slot)
         if disk is None:
             raise errors.NotFound(f"disk {slot!r} vanished while being resized")
+        if disk.capacity_bytes < size_bytes:
+            raise errors.Internal(
+                f"RouterOS accepted growing disk {slot!r} to {size_bytes} bytes, "
+                f"but lists it with {disk.capacity_bytes} bytes"
+            )
+        return disk
+
+    def export_disk(self, slot: str, port: int) -> Disk:
+        """Export an unexported disk under the slot's own NQN; returns it as listed afterwards, proven exported."""
+        command = build_disk_export(slot, port)
+        self._idempotent("disk_export", command)
+        disk = self.get_disk(slot)
+        if disk is None:
+            raise errors.NotFound(f"disk {slot!r} vanished while being exported")
+        if not disk.nvme_export or disk.nqn != command.arg("nvme-tcp-server-nqn"):
+            raise errors.Internal(f"RouterOS accepted exporting disk {slot!r} but lists it unexported or as {disk.nqn}")
         return disk
 
     def set_allowed_hosts(self, slot: str, host_nqns: Iterable[str]) -> None:

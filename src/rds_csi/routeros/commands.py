@@ -28,12 +28,14 @@ from enum import StrEnum
 from typing import TypeVar
 
 from rds_csi.errors import Internal, InvalidArgument
+from rds_csi.nqn import validate_nqn
 from rds_csi.routeros.names import (
     RouterPath,
     nqn_for_volume,
     parse_router_path,
     validate_host_nqns,
     validate_item_id,
+    validate_path_segment,
     validate_port,
     validate_slot,
     validate_slot_prefix,
@@ -113,7 +115,8 @@ class Command:
 
     ``menu`` is the menu path (``("disk",)``), ``verb`` the command, ``target`` the unnamed parameter
     (``monitor-traffic "x"``), ``find`` the item selector of ``set``/``remove``, ``where`` the filter of
-    ``print``, ``flags`` valueless words such as ``detail`` or ``once``.
+    ``print`` (every condition must hold; with ``where_any``, any one of them), ``flags`` valueless words such as
+    ``detail`` or ``once``.
     """
 
     menu: tuple[str, ...]
@@ -123,6 +126,7 @@ class Command:
     find: tuple[Condition, ...] = ()
     where: tuple[Condition, ...] = ()
     flags: tuple[str, ...] = ()
+    where_any: bool = False
 
     def __post_init__(self) -> None:
         if not self.menu:
@@ -138,6 +142,9 @@ class Command:
             raise InvalidArgument("only set and remove select items with [find]")
         if self.where and self.verb != "print":
             raise InvalidArgument("only print filters with where")
+        if self.where_any and not all(c.operator is Operator.EQUALS for c in self.where):
+            # The REST API's query words (what ``or`` maps to there) have no regex operator.
+            raise InvalidArgument("only equality conditions can be joined with or")
         if (self.target is not None) != (self.verb == "monitor-traffic"):
             raise InvalidArgument("exactly monitor-traffic takes an unnamed target")
 
@@ -170,14 +177,15 @@ def quote(value: str) -> str:
     return "".join(out)
 
 
-def _render_conditions(conditions: Iterable[Condition]) -> str:
-    return " and ".join(f"{c.key}{c.operator.value}{quote(c.value)}" for c in conditions)
+def _render_conditions(conditions: Iterable[Condition], joiner: str = "and") -> str:
+    return f" {joiner} ".join(f"{c.key}{c.operator.value}{quote(c.value)}" for c in conditions)
 
 
 def render_cli(cmd: Command) -> str:
     """Render ``cmd`` as exactly one console line (no newline), every value quoted.
 
-    Shape: ``/<menu> <verb> ["target"] [[find k="v"]] [flags] [name="value" ...] [where k="v" and k~"re"]``.
+    Shape: ``/<menu> <verb> ["target"] [[find k="v"]] [flags] [name="value" ...] [where k="v" and k~"re"]``
+    (``or`` instead of ``and`` with ``where_any``).
     """
     parts = ["/" + " ".join(cmd.menu), cmd.verb]
     if cmd.target is not None:
@@ -187,7 +195,7 @@ def render_cli(cmd: Command) -> str:
     parts.extend(cmd.flags)
     parts.extend(f"{a.name}={quote(a.text)}" for a in cmd.args)
     if cmd.where:
-        parts.append("where " + _render_conditions(cmd.where))
+        parts.append("where " + _render_conditions(cmd.where, "or" if cmd.where_any else "and"))
     return " ".join(parts)
 
 
@@ -199,9 +207,10 @@ class RestRequest:
     """One REST call, or the action half of a two-step plan.
 
     ``query`` holds URL query parameters (equality filters), ``body`` the JSON object (all values strings, as
-    RouterOS expects) or ``None`` for no body, ``client_filter`` conditions the transport applies to the returned
-    records (see :meth:`select`). When ``lookup`` is set the path contains :data:`ID_PLACEHOLDER`: run ``lookup``,
-    take :meth:`item_ids` of its records, and run :meth:`with_id` for each (none at all means nothing to do).
+    RouterOS expects) or ``None`` for no body, ``query_words`` the API query of a ``POST .../print`` (sent as
+    ``.query``), ``client_filter`` conditions the transport applies to the returned records (see :meth:`select`).
+    When ``lookup`` is set the path contains :data:`ID_PLACEHOLDER`: run ``lookup``, take :meth:`item_ids` of its
+    records, and run :meth:`with_id` for each (none at all means nothing to do).
     """
 
     method: str
@@ -210,6 +219,7 @@ class RestRequest:
     body: Pairs | None = None
     client_filter: tuple[Condition, ...] = ()
     lookup: RestRequest | None = None
+    query_words: tuple[str, ...] = ()
 
     @property
     def needs_id_lookup(self) -> bool:
@@ -220,8 +230,15 @@ class RestRequest:
         """The query as a dict for the HTTP client."""
         return dict(self.query)
 
-    def json_body(self) -> dict[str, str] | None:
+    @property
+    def is_read(self) -> bool:
+        """True if the request changes nothing on the router (a lost reply to it is safe to ask again)."""
+        return self.method == "GET" or self.path.endswith("/print")
+
+    def json_body(self) -> dict[str, str | list[str]] | None:
         """The JSON body as a dict, or ``None`` when the request has no body."""
+        if self.query_words:
+            return {".query": list(self.query_words)}
         return None if self.body is None else dict(self.body)
 
     def select(self, records: Sequence[RecordT]) -> list[RecordT]:
@@ -258,7 +275,8 @@ def _rest_lookup(base: str, conditions: tuple[Condition, ...]) -> RestRequest:
 def to_rest(cmd: Command) -> RestRequest:
     """Map ``cmd`` onto the REST API (``/rest/<menu path>``); pure data, the transport performs it.
 
-    ``print`` -> ``GET`` (filters as query + client filter), ``add`` -> ``PUT`` with the arguments as body,
+    ``print`` -> ``GET`` (filters as query + client filter; ``where_any`` -> ``POST <path>/print`` with the API
+    query words ``k=v ... #|``, so the router filters), ``add`` -> ``PUT`` with the arguments as body,
     ``set`` -> lookup + ``PATCH <path>/<.id>``, ``remove`` -> lookup + ``DELETE <path>/<.id>``,
     ``monitor-traffic`` -> ``POST <path>/monitor-traffic`` with ``numbers`` and the flags (``once``) as ``""``.
     The ``detail`` flag has no REST meaning: REST always returns every field.
@@ -266,6 +284,9 @@ def to_rest(cmd: Command) -> RestRequest:
     base = REST_ROOT + "/" + "/".join(cmd.menu)
     body = tuple((a.name, a.text) for a in cmd.args)
     match cmd.verb:
+        case "print" if cmd.where_any:
+            words = [f"{c.key}={c.value}" for c in cmd.where] + ["#|"] * (len(cmd.where) - 1)
+            return RestRequest("POST", f"{base}/print", query_words=tuple(words))
         case "print":
             return _rest_lookup(base, cmd.where)
         case "add":
@@ -290,9 +311,13 @@ def _slot_is(slot: str) -> tuple[Condition, ...]:
     return (Condition("slot", Operator.EQUALS, slot),)
 
 
-def _prefix_regex(prefix: str) -> str:
+def _literal(text: str) -> str:
     # Validated names and paths use only [A-Za-z0-9._/-]; of those only '.' means anything to a regex.
-    return "^" + prefix.replace(".", "[.]")
+    return text.replace(".", "[.]")
+
+
+def _prefix_regex(prefix: str) -> str:
+    return "^" + _literal(prefix)
 
 
 def build_disk_add(
@@ -303,6 +328,7 @@ def build_disk_add(
     port: int | None,
     copy_from: RouterPath | None = None,
     export: bool = True,
+    marker_nqn: str | None = None,
 ) -> Command:
     """``/disk add`` of a file-backed disk, exported over NVMe/TCP unless ``export`` is false.
 
@@ -311,7 +337,9 @@ def build_disk_add(
     the *source disk's backing file path* (``copy-from=/pool/dir/src.img``; RouterOS documentation does not pin
     down whether ``copy-from`` takes a slot or a file, and a path is the unambiguous choice). A copy takes its
     size from the source, so ``size_bytes`` must be ``None`` with ``copy_from``: grow the copy afterwards with
-    :func:`build_disk_resize`. An exported disk needs ``port``; an unexported one (a snapshot) takes none.
+    :func:`build_disk_resize`. An exported disk needs ``port``; an unexported one (a snapshot) takes none, and
+    may carry ``marker_nqn`` instead of its own NQN (the driver marks a copy it has not finished this way; an
+    exported disk's NQN is always the slot's, see :func:`build_disk_export`).
     """
     slot = validate_slot(slot)
     path = _require_path(file_path, "file_path")
@@ -333,14 +361,40 @@ def build_disk_add(
             Arg("nvme-tcp-server-port", validate_port(port)),
             Arg("nvme-tcp-server-nqn", nqn_for_volume(slot)),
         ]
+        if marker_nqn is not None:
+            raise InvalidArgument("marker_nqn is only for an unexported disk")
     else:
         args.append(Arg("nvme-tcp-export", False))
+        if marker_nqn is not None:
+            args.append(Arg("nvme-tcp-server-nqn", validate_nqn(marker_nqn, "marker_nqn")))
     return Command(DISK_MENU, "add", args=tuple(args))
+
+
+def build_disk_export(slot: str, port: int) -> Command:
+    """``/disk set [find slot="<slot>"] nvme-tcp-export=yes nvme-tcp-server-port=<port> nvme-tcp-server-nqn=<NQN>``:
+    export an unexported disk under the slot's own NQN (:func:`nqn_for_volume`), in one change."""
+    slot = validate_slot(slot)
+    args = (
+        Arg("nvme-tcp-export", True),
+        Arg("nvme-tcp-server-port", validate_port(port)),
+        Arg("nvme-tcp-server-nqn", nqn_for_volume(slot)),
+    )
+    return Command(DISK_MENU, "set", find=_slot_is(slot), args=args)
 
 
 def build_disk_get(slot: str) -> Command:
     """``/disk print detail where slot="<slot>"``: zero or one disk."""
     return Command(DISK_MENU, "print", where=_slot_is(validate_slot(slot)), flags=("detail",))
+
+
+def build_disk_get_with_nqn_holders(slot: str) -> Command:
+    """``/disk print detail where slot="<slot>" or nvme-tcp-server-nqn="<NQN of slot>"``: the disk in ``slot``
+    and every disk that already uses the NQN a volume in ``slot`` gets (:func:`nqn_for_volume`, lower-cased, so
+    slots differing only in case share it)."""
+    slot = validate_slot(slot)
+    nqn = Condition("nvme-tcp-server-nqn", Operator.EQUALS, nqn_for_volume(slot))
+    where = (Condition("slot", Operator.EQUALS, slot), nqn)
+    return Command(DISK_MENU, "print", where=where, flags=("detail",), where_any=True)
 
 
 def build_disk_list(slot_prefix: str = "") -> Command:
@@ -378,6 +432,28 @@ def build_file_remove(path: RouterPath) -> Command:
     """``/file remove [find name="<path without leading slash>"]``; confine ``path`` to the base first."""
     name = _require_path(path, "path").file_name
     return Command(FILE_MENU, "remove", find=(Condition("name", Operator.EQUALS, name),))
+
+
+def build_file_get(path: RouterPath) -> Command:
+    """``/file print detail where name="<path without leading slash>"``: zero or one file."""
+    name = _require_path(path, "path").file_name
+    return Command(FILE_MENU, "print", where=(Condition("name", Operator.EQUALS, name),), flags=("detail",))
+
+
+def build_file_find(directory: RouterPath, file_name: str) -> Command:
+    """``/file print detail where name~"^<directory>/(.+/)?<file name>$"``: every file called ``file_name`` in
+    ``directory`` or any directory below it."""
+    name = validate_path_segment(file_name, "file_name")
+    regex = _prefix_regex(_require_path(directory, "directory").file_name + "/") + "(.+/)?" + _literal(name) + "$"
+    return Command(FILE_MENU, "print", where=(Condition("name", Operator.MATCHES, regex),), flags=("detail",))
+
+
+def build_disk_backed_by(paths: Iterable[RouterPath]) -> Command:
+    """``/disk print detail where file-path="<path>" or ...``: the disks whose backing file is one of ``paths``."""
+    where = tuple(Condition("file-path", Operator.EQUALS, _require_path(p, "path").disk_path) for p in paths)
+    if not where:
+        raise InvalidArgument("paths must name at least one file")
+    return Command(DISK_MENU, "print", where=where, flags=("detail",), where_any=True)
 
 
 def build_file_list(directory: RouterPath) -> Command:

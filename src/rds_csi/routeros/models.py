@@ -34,6 +34,12 @@ class Disk:
     item_id: str | None = None
     flags: frozenset[str] = frozenset()
 
+    @property
+    def capacity_bytes(self) -> int:
+        """The size to reason with: ``size`` is exact; ``file-size`` is printed rounded (``50.0GiB``) on the
+        console, so it is only a fallback (0 when neither was printed)."""
+        return self.size_bytes or self.file_size_bytes or 0
+
 
 @dataclass(frozen=True, slots=True)
 class FileEntry:

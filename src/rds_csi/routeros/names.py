@@ -142,6 +142,11 @@ class RouterPath:
         return self.disk_path
 
 
+def validate_path_segment(value: object, field: str = "path") -> str:
+    """Return ``value`` if it is a valid single path segment (a file or directory name, no slash)."""
+    return _check_segment(_require_str(value, field), field)
+
+
 def _check_segment(segment: str, field: str) -> str:
     if not _SEGMENT_RE.fullmatch(segment):
         raise InvalidArgument(

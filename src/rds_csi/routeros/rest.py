@@ -12,7 +12,6 @@ import json
 import logging
 import time
 import urllib.parse
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,23 +85,13 @@ class RestTransport:
         self._http.clear()
 
     def _send(self, request: RestRequest, timeout: float) -> list[Record]:
-        payload = self._call(request.method, request.path, request.query_params(), request.json_body(), timeout)
+        payload = self._call(request, timeout)
         if payload is None:
             return []
-        return (
-            [dict(r) for r in request.select(rest_records(payload))]
-            if request.method == "GET"
-            else rest_records(payload)
-        )
+        return [dict(r) for r in request.select(rest_records(payload))] if request.is_read else rest_records(payload)
 
-    def _call(
-        self,
-        method: str,
-        path: str,
-        query: Mapping[str, str] | None,
-        body: Mapping[str, str] | None,
-        timeout: float,
-    ) -> Any:
+    def _call(self, request: RestRequest, timeout: float) -> Any:
+        method, path, query, body = request.method, request.path, request.query_params(), request.json_body()
         url = self._base + path
         if query:
             url += "?" + urllib.parse.urlencode(dict(query))
@@ -123,7 +112,7 @@ class RestTransport:
         except SSLError as exc:
             raise errors.Unavailable(f"RouterOS REST TLS failure at {self._base}: {exc}") from exc
         except HTTPError as exc:
-            if method == "GET":
+            if request.is_read:
                 raise errors.Unavailable(f"RouterOS REST {method} {path} failed: {exc}") from exc
             raise CommandOutcomeUnknown(f"RouterOS REST {method} {path}: reply lost: {exc}") from exc
         text = response.data.decode(errors="replace")
@@ -134,4 +123,8 @@ class RestTransport:
         try:
             return json.loads(text)
         except ValueError as exc:
-            raise errors.Internal(f"RouterOS REST {method} {path} answered non-JSON: {text[:200]!r}") from exc
+            message = f"RouterOS REST {method} {path} answered non-JSON: {text[:200]!r}"
+            if request.is_read:
+                raise errors.Internal(message) from exc
+            # An answer to a change that we cannot read says nothing about whether the change happened.
+            raise CommandOutcomeUnknown(message) from exc

@@ -415,10 +415,17 @@ class SshTransport:
 
 
 def records_from_console(command: Command, text: str) -> list[Record]:
-    """Console text -> records: ``print detail``/``terse`` lists, ``key: value`` blocks for the rest."""
+    """Console text -> records: ``print detail``/``terse`` lists, ``key: value`` blocks for ``print`` and
+    ``monitor-traffic``. ``add``, ``set`` and ``remove`` print nothing when they succeed: any output is an answer
+    we cannot read, so whether the change happened is unknown (the caller re-reads or repeats, never assumes)."""
     if command.verb == "print" and ("detail" in command.flags or "terse" in command.flags):
         return parse_detail(text)
     if command.verb in ("print", "monitor-traffic"):
         block = parse_key_values(text)
         return [block] if block else []
+    if text.strip():
+        raise CommandOutcomeUnknown(
+            f"RouterOS answered /{' '.join(command.menu)} {command.verb} with output it never prints on success: "
+            f"{text.strip()[:200]!r}"
+        )
     return []

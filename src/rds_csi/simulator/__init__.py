@@ -13,6 +13,7 @@ Typical use::
 from __future__ import annotations
 
 from rds_csi.simulator.cli import SystemInfo, execute, parse
+from rds_csi.simulator.engine import CommandLog, LoggedCommand
 from rds_csi.simulator.faults import PROFILES, FaultInjector, FaultPlan, FaultRule
 from rds_csi.simulator.model import INITIAL_ALLOCATION, Model, Traffic
 from rds_csi.simulator.server import Simulator, SimulatorConfig, run_forever
@@ -20,9 +21,11 @@ from rds_csi.simulator.server import Simulator, SimulatorConfig, run_forever
 __all__ = [
     "INITIAL_ALLOCATION",
     "PROFILES",
+    "CommandLog",
     "FaultInjector",
     "FaultPlan",
     "FaultRule",
+    "LoggedCommand",
     "Model",
     "Simulator",
     "SimulatorConfig",

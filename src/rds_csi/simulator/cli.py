@@ -591,7 +591,8 @@ class Interpreter:
             ids.append(found)
         return ids
 
-    def run(self, command: Command, width: int) -> str:
+    def run(self, command: Command, width: int, *, short_copy: bool = False) -> str:
+        """Run ``command``; ``short_copy`` is a fault: a ``copy-from`` copies only half of its source."""
         menu = command.menu
         if menu == ("system", "resource"):
             pairs = resource_pairs(self.info, self.uptime())
@@ -608,7 +609,7 @@ class Interpreter:
                 return print_detail(fmt, records, width, command.proplist)
             return print_table(fmt, records, width)
         if command.verb == "add":
-            self.model.add_disk(command.params)
+            self.model.add_disk(command.params, short_copy=short_copy)
             return ""
         assert command.items is not None
         ids = self.resolve(menu, command.items)

@@ -3,7 +3,9 @@
 - ``GET /sim/faults``: the active fault plan, with per-rule counters;
 - ``PUT /sim/faults`` (or ``POST``): replace the plan (``{"profile": ..., "rules": [...], "seed": ...}``);
 - ``POST /sim/faults/rules``: append one rule; ``DELETE /sim/faults``: drop every rule, keep the profile;
-- ``GET /sim/state``: the model as the REST API shows it (disks, files) plus the pool's free bytes.
+- ``GET /sim/state``: the model as the REST API shows it (disks, files) plus the pool's free bytes;
+- ``GET /sim/commands``: the commands received over SSH and REST, oldest first (``transport``, ``menu``, ``op``,
+  ``command``, ``fault``); ``DELETE /sim/commands`` forgets them.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from rds_csi.errors import InvalidArgument
+from rds_csi.simulator.engine import CommandLog
 from rds_csi.simulator.faults import FaultInjector, FaultPlan, FaultRule
 from rds_csi.simulator.format import api_value
 from rds_csi.simulator.http import HttpFrontEnd, JsonHandler, TrackedHTTPServer
@@ -20,12 +23,15 @@ from rds_csi.simulator.model import Model
 class ControlHandler(JsonHandler):
     faults: FaultInjector
     model: Model
+    commands: CommandLog
 
     def do_GET(self) -> None:
         if self.path == "/sim/faults":
             self.send_json(200, self.faults.snapshot())
         elif self.path == "/sim/state":
             self.send_json(200, self._state())
+        elif self.path == "/sim/commands":
+            self.send_json(200, [entry.to_json() for entry in self.commands.entries()])
         else:
             self.send_json(404, {"error": 404, "message": "Not Found"})
 
@@ -39,6 +45,9 @@ class ControlHandler(JsonHandler):
         if self.path == "/sim/faults":
             self.faults.clear_rules()
             self.send_json(200, self.faults.snapshot())
+        elif self.path == "/sim/commands":
+            self.commands.clear()
+            self.send_json(200, [])
         else:
             self.send_json(404, {"error": 404, "message": "Not Found"})
 
@@ -65,6 +74,9 @@ class ControlHandler(JsonHandler):
         }
 
 
-def make_control_server(faults: FaultInjector, model: Model, *, host: str, port: int) -> HttpFrontEnd:
-    handler = type("BoundControlHandler", (ControlHandler,), {"faults": faults, "model": model})
+def make_control_server(
+    faults: FaultInjector, model: Model, commands: CommandLog, *, host: str, port: int
+) -> HttpFrontEnd:
+    bound = {"faults": faults, "model": model, "commands": commands}
+    handler = type("BoundControlHandler", (ControlHandler,), bound)
     return HttpFrontEnd(TrackedHTTPServer(host, port, handler, None))

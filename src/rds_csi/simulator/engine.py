@@ -1,10 +1,12 @@
-"""What both front ends share: parse, consult the fault plan, wait, then run or misbehave."""
+"""What both front ends share: parse, log, consult the fault plan, wait, then run or misbehave."""
 
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from rds_csi.clock import Clock
 from rds_csi.errors import RdsCsiError
@@ -13,6 +15,7 @@ from rds_csi.simulator.faults import GARBAGE, Decision, FaultInjector
 from rds_csi.simulator.model import Model
 
 _POLL = 0.05
+_LOG_LENGTH = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +26,41 @@ class Outcome:
     status: int
     drop: bool = False
     garbage: bool = False
+    ignored: bool = False  # answered as a success, without running the command
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedCommand:
+    """One command as a front end received it: ``command`` is the console line, or ``METHOD /path {json body}``."""
+
+    transport: str  # "ssh" or "rest"
+    menu: str | None  # "disk", "file", "system"; None when the command did not parse
+    op: str
+    command: str
+    fault: str | None  # the fault kind applied to it, if any
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class CommandLog:
+    """The most recent commands received over SSH and REST, in arrival order (thread-safe, bounded)."""
+
+    def __init__(self, length: int = _LOG_LENGTH) -> None:
+        self._lock = threading.Lock()
+        self._entries: deque[LoggedCommand] = deque(maxlen=length)
+
+    def record(self, entry: LoggedCommand) -> None:
+        with self._lock:
+            self._entries.append(entry)
+
+    def entries(self) -> list[LoggedCommand]:
+        with self._lock:
+            return list(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
 
 
 class Engine:
@@ -33,6 +71,13 @@ class Engine:
         self.started = clock.now()
         self.interpreter = Interpreter(model, info, lambda: clock.now() - self.started)
         self.stopping = threading.Event()
+        self.commands = CommandLog()
+
+    def decide(self, transport: str, menu: str | None, op: str, command: str) -> Decision:
+        """Consult the fault plan for one command and log it with the fault it gets."""
+        decision = self.faults.decide(op, menu)
+        self.commands.record(LoggedCommand(transport, menu, op, command, decision.kind))
+        return decision
 
     def pause(self, seconds: float, gone: Callable[[], bool]) -> bool:
         """Wait up to ``seconds`` (forever if negative); False if the client left or the simulator stops."""
@@ -47,7 +92,8 @@ class Engine:
         return False
 
     def misbehave(self, decision: Decision, gone: Callable[[], bool]) -> Outcome | None:
-        """Apply latency and any fault; None means: answer normally. ``drop`` also covers a vanished client."""
+        """Apply latency and any fault that replaces running the command; None means: run it (then mind the
+        decision's ``short_copy`` and ``loses_reply``). ``drop`` also covers a vanished client."""
         if not self.pause(decision.delay, gone):
             return Outcome("", 1, drop=True)
         match decision.kind:
@@ -60,6 +106,8 @@ class Engine:
                 return Outcome("", 1, drop=True)
             case "garbage":
                 return Outcome(GARBAGE, 0, garbage=True)
+            case "ignore":
+                return Outcome("", 0, ignored=True)
         return None
 
     def console(self, text: str, width: int, gone: Callable[[], bool]) -> Outcome:
@@ -68,12 +116,17 @@ class Engine:
         try:
             command = parse(text)
         except RdsCsiError as exc:
-            failed = self.misbehave(self.faults.decide("any"), gone)
+            decision = self.decide("ssh", None, "any", text)
+            failed = self.misbehave(decision, gone)
+            if failed is None and decision.loses_reply:
+                return Outcome("", 1, drop=True)
             return failed or Outcome(render_error(exc) + "\n", 1)
-        failed = self.misbehave(self.faults.decide(command.op), gone)
+        decision = self.decide("ssh", command.menu[0], command.op, text)
+        failed = self.misbehave(decision, gone)
         if failed is not None:
             return failed
         try:
-            return Outcome(self.interpreter.run(command, width), 0)
+            outcome = Outcome(self.interpreter.run(command, width, short_copy=decision.short_copy), 0)
         except RdsCsiError as exc:
-            return Outcome(render_error(exc) + "\n", 1)
+            outcome = Outcome(render_error(exc) + "\n", 1)
+        return Outcome("", 1, drop=True) if decision.loses_reply else outcome

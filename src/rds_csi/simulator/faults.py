@@ -1,19 +1,26 @@
 """Fault injection: latency profiles and per-operation fault rules, shared by the SSH and REST front ends.
 
 Operations are classified as ``add``, ``print``, ``set``, ``remove`` or ``monitor`` (a rule for ``any``
-matches them all). A rule's ``kind`` says what happens instead of a normal answer:
+matches them all), on the ``disk``, ``file`` or ``system`` menu (a rule's ``menu`` narrows it; ``any`` by
+default). A rule's ``kind`` says what happens instead of a normal answer:
 
 - ``error``: the command fails with ``failure: <message>`` (REST: 400 with that detail);
 - ``hang``: no answer at all until the client gives up or the simulator stops;
-- ``drop``: the connection is closed mid-command, without an answer;
-- ``garbage``: the command "succeeds" with output no parser can read.
+- ``drop``: the connection is closed mid-command, without an answer (the command did not run);
+- ``lost-reply``: the command runs and its change is committed, then the connection is closed without an answer;
+- ``garbage``: the command "succeeds" with output no parser can read (it did not run);
+- ``ignore``: the command answers as a success would (nothing printed; REST 204) but changes nothing, as
+  ``[find ...]`` matching nothing does;
+- ``short-copy``: a ``/disk add copy-from=`` copies only the first half of its source (the copy comes out
+  smaller than the source); other commands run normally.
 
-``after`` lets that many matching operations through before the rule fires (fail after N operations),
-``times`` caps how often it fires (``None``: forever), ``probability`` makes it intermittent (seeded, so
+``after`` lets that many matching operations through before the rule fires (``after: N-1, times: 1`` fails the
+N-th), ``times`` caps how often it fires (``None``: forever), ``probability`` makes it intermittent (seeded, so
 runs are reproducible). The JSON form, used by the control endpoint and by SIGHUP reloads, is::
 
     {"profile": "zero", "seed": 7,
-     "rules": [{"op": "add", "kind": "error", "message": "not enough space", "after": 2, "times": 1}]}
+     "rules": [{"op": "add", "kind": "error", "message": "not enough space", "after": 2, "times": 1},
+               {"op": "remove", "menu": "file", "kind": "lost-reply"}]}
 """
 
 from __future__ import annotations
@@ -29,7 +36,8 @@ from typing import Any
 from rds_csi.errors import InvalidArgument
 
 OPS = frozenset({"add", "print", "set", "remove", "monitor", "any"})
-KINDS = frozenset({"error", "hang", "drop", "garbage"})
+MENUS = frozenset({"disk", "file", "system", "any"})
+KINDS = frozenset({"error", "hang", "drop", "lost-reply", "garbage", "ignore", "short-copy"})
 GARBAGE = "\x1b[?25l#!@\x00 ~~ 0x7f *** ??? \ufffd\ufffd\n"
 
 
@@ -59,6 +67,7 @@ PROFILES: Mapping[str, LatencyProfile] = {
 class FaultRule:
     op: str = "any"
     kind: str = "error"
+    menu: str = "any"
     message: str = "not enough space"
     after: int = 0
     times: int | None = None
@@ -67,6 +76,8 @@ class FaultRule:
     def __post_init__(self) -> None:
         if self.op not in OPS:
             raise InvalidArgument(f"fault op must be one of {sorted(OPS)}, not {self.op!r}")
+        if self.menu not in MENUS:
+            raise InvalidArgument(f"fault menu must be one of {sorted(MENUS)}, not {self.menu!r}")
         if self.kind not in KINDS:
             raise InvalidArgument(f"fault kind must be one of {sorted(KINDS)}, not {self.kind!r}")
         if self.after < 0 or (self.times is not None and self.times < 0):
@@ -76,13 +87,14 @@ class FaultRule:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FaultRule:
-        unknown = set(data) - {"op", "kind", "message", "after", "times", "probability"}
+        unknown = set(data) - {"op", "kind", "menu", "message", "after", "times", "probability"}
         if unknown:
             raise InvalidArgument(f"unknown fault rule keys: {sorted(unknown)}")
         try:
             return cls(
                 op=str(data.get("op", "any")),
                 kind=str(data.get("kind", "error")),
+                menu=str(data.get("menu", "any")),
                 message=str(data.get("message", "not enough space")),
                 after=int(data.get("after", 0)),
                 times=None if data.get("times") is None else int(data["times"]),
@@ -139,6 +151,16 @@ class Decision:
     delay: float
     kind: str | None = None
     message: str = ""
+
+    @property
+    def short_copy(self) -> bool:
+        """Run the command, but a ``copy-from`` copies only half of its source."""
+        return self.kind == "short-copy"
+
+    @property
+    def loses_reply(self) -> bool:
+        """Run the command (its change is committed), then cut the connection instead of answering."""
+        return self.kind == "lost-reply"
 
 
 @dataclass(slots=True)
@@ -199,13 +221,14 @@ class FaultInjector:
             data["counters"] = [{"seen": s.seen, "fired": s.fired} for s in self._state.rules]
             return data
 
-    def decide(self, op: str) -> Decision:
+    def decide(self, op: str, menu: str | None = None) -> Decision:
+        """What to do with one operation on ``menu`` (None: not known, e.g. a command that does not parse)."""
         with self._lock:
             state = self._state
             delay = PROFILES[state.plan.profile].delay(op, state.rng)
             for rule_state in state.rules:
                 rule = rule_state.rule
-                if rule.op not in ("any", op):
+                if rule.op not in ("any", op) or rule.menu not in ("any", menu):
                     continue
                 rule_state.seen += 1
                 exhausted = rule.times is not None and rule_state.fired >= rule.times

@@ -39,6 +39,7 @@ from rds_csi.errors import AlreadyExists, FailedPrecondition, InvalidArgument, N
 from rds_csi.simulator.dataplane import DataPlane, Export
 
 INITIAL_ALLOCATION = 4096
+_SECTOR = 512
 DEFAULT_NVME_PORT = 4420
 NQN_PREFIX = "nqn.2000-02.com.mikrotik:"
 
@@ -261,7 +262,9 @@ class Model:
 
     # ---- /disk ---------------------------------------------------------------------------------------
 
-    def add_disk(self, params: Mapping[str, str]) -> Record:
+    def add_disk(self, params: Mapping[str, str], *, short_copy: bool = False) -> Record:
+        """``/disk add``. ``short_copy`` is an injected fault: a ``copy-from`` copy comes out half the size of
+        its source (the first half of it), as a device whose copy stopped early would leave it."""
         _reject_unknown(params, DISK_ADD_PARAMS)
         disk_type = params.get("type", "")
         if disk_type != "file":
@@ -286,6 +289,8 @@ class Model:
                     raise InvalidArgument("file-size can not be used with copy-from")
                 source = self._source_file(params["copy-from"])
                 image = self._reflink(source, name)
+                if short_copy:
+                    image.size = source.size // 2 // _SECTOR * _SECTOR
             else:
                 source = None
                 image = self._create_or_reuse_image(name, params.get("file-size"))
@@ -529,6 +534,8 @@ class Model:
         if created:
             if source is not None:
                 plane.images.copy(source.name, image.name)
+                if image.size != source.size:  # a short copy (injected fault): cut the real one alike
+                    plane.images.resize(image.name, image.size)
             else:
                 plane.images.create(image.name, image.size)
         try:
@@ -583,7 +590,7 @@ class Model:
             "mount-filesystem": True,
             "mount-read-only": False,
             "compress": False,
-            "sector-size": 512,
+            "sector-size": _SECTOR,
             "raid-master": "none",
             "nvme-tcp-export": disk.nvme_tcp_export,
             "nvme-tcp-server-port": disk.nvme_tcp_server_port,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import json
 import ssl
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -32,6 +33,7 @@ _COMMANDS: Mapping[str, frozenset[str]] = {
     "file": frozenset({"print", "remove"}),
 }
 _OP_BY_METHOD = {"GET": "print", "PUT": "add", "PATCH": "set", "DELETE": "remove"}
+_FAULT_MENUS = frozenset({"disk", "file", "system"})
 
 
 class _HttpError(Exception):
@@ -98,6 +100,7 @@ def _query_matches(words: Sequence[str], record: Mapping[str, Any], menu: Menu) 
 class RestHandler(JsonHandler):
     engine: Engine
     users: Mapping[str, str | None]
+    _short_copy = False  # the fault decided for the request being served
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -139,7 +142,9 @@ class RestHandler(JsonHandler):
             self.send_json(400, {"error": 400, "message": "Bad Request", "detail": "JSON parse error"})
             return
         op = _classify(method, segments)
-        decision = self.engine.faults.decide(op)
+        logged = f"{method} {parts.path}" + (f" {json.dumps(body, sort_keys=True)}" if body is not None else "")
+        menu = segments[1] if len(segments) > 1 and segments[1] in _FAULT_MENUS else None
+        decision = self.engine.decide("rest", menu, op, logged)
         outcome = self.engine.misbehave(decision, self.client_gone)
         if outcome is not None:
             if outcome.drop:
@@ -151,15 +156,20 @@ class RestHandler(JsonHandler):
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+            elif outcome.ignored:
+                self.send_json(204, None)
             else:
                 self.send_json(400, {"error": 400, "message": "Bad Request", "detail": outcome.output.strip()})
             return
+        self._short_copy = decision.short_copy
         try:
             status, reply = self._route(method, segments, query, body)
         except _HttpError as exc:
-            self.send_json(exc.status, exc.body)
-            return
-        self.send_json(status, reply)
+            status, reply = exc.status, exc.body
+        if decision.loses_reply:
+            self.drop()
+        else:
+            self.send_json(status, reply)
 
     def _route(self, method: str, segments: list[str], query: dict[str, str], body: Any) -> tuple[int, Any]:
         if not segments or segments[0] != "rest":
@@ -209,7 +219,7 @@ class RestHandler(JsonHandler):
         return record
 
     def _add(self, params: dict[str, str]) -> dict[str, str]:
-        return _render(self.engine.model.add_disk(params), None)
+        return _render(self.engine.model.add_disk(params, short_copy=self._short_copy), None)
 
     def _item(self, method: str, menu_name: str, item: str, body: Any) -> tuple[int, Any]:
         record = self._find(menu_name, item)
@@ -252,7 +262,7 @@ class RestHandler(JsonHandler):
             return [_render(r, proplist) for r in self._records(menu_name) if _query_matches(words, r, menu)]
         params = _strings(body)
         if command == "add":
-            return {"ret": model.add_disk(params)[".id"]}
+            return {"ret": model.add_disk(params, short_copy=self._short_copy)[".id"]}
         if command == "monitor-traffic":
             if "once" not in params:
                 raise InvalidArgument("monitor-traffic needs once in a non-interactive session")

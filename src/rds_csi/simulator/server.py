@@ -19,7 +19,7 @@ from rds_csi.observability.logging import log_event
 from rds_csi.routeros.ssh import host_key_fingerprint
 from rds_csi.simulator.cli import SystemInfo
 from rds_csi.simulator.control import make_control_server
-from rds_csi.simulator.engine import Engine
+from rds_csi.simulator.engine import CommandLog, Engine
 from rds_csi.simulator.faults import FaultInjector, FaultPlan
 from rds_csi.simulator.http import HttpFrontEnd, ensure_certificate
 from rds_csi.simulator.images import ImageStore
@@ -154,7 +154,9 @@ class Simulator:
                 )
                 self._rest.start()
             if config.control_port is not None:
-                self._control = make_control_server(self.faults, self.model, host=config.host, port=config.control_port)
+                self._control = make_control_server(
+                    self.faults, self.model, self.commands, host=config.host, port=config.control_port
+                )
                 self._control.start()
         except BaseException:
             self.stop()
@@ -207,6 +209,11 @@ class Simulator:
         log_event(log, "sim.faults_reloaded", file=self.config.faults_file)
 
     # ---- what clients need to know -------------------------------------------------------------------
+
+    @property
+    def commands(self) -> CommandLog:
+        """Every command received over SSH and REST, in order (also ``GET /sim/commands``)."""
+        return self._engine.commands
 
     @property
     def ssh_port(self) -> int:

@@ -191,6 +191,34 @@ def test_garbage_output_is_internal(client: RouterOSClient, sim: SimulatorAccess
     client.list_disks("pvc-")
 
 
+def test_unreadable_answer_to_a_change_is_outcome_unknown_and_repeated_once(
+    client: RouterOSClient, sim: SimulatorAccess
+) -> None:
+    slot = fresh_slot()
+    create(client, slot)
+    try:
+        add_fault(sim, op="set", kind="garbage", times=1)
+        assert client.resize_disk(slot, 2 * GiB).size_bytes == 2 * GiB  # the idempotent repeat got through
+        add_fault(sim, op="set", kind="garbage", times=2)
+        with pytest.raises(CommandOutcomeUnknown, match=r"never prints|non-JSON"):
+            client.resize_disk(slot, 3 * GiB)
+    finally:
+        client.remove_disk(slot)
+        client.remove_file(backing_file_path(BASE, slot))
+
+
+def test_a_resize_the_router_did_not_carry_out_is_internal(client: RouterOSClient, sim: SimulatorAccess) -> None:
+    slot = fresh_slot()
+    create(client, slot)
+    try:
+        add_fault(sim, op="set", kind="ignore", times=1)
+        with pytest.raises(errors.Internal, match=f"lists it with {GiB} bytes"):
+            client.resize_disk(slot, 2 * GiB)
+    finally:
+        client.remove_disk(slot)
+        client.remove_file(backing_file_path(BASE, slot))
+
+
 def test_failure_after_n_operations(client: RouterOSClient, sim: SimulatorAccess) -> None:
     add_fault(sim, op="print", kind="error", message="timeout while waiting for disk", after=2, times=1)
     client.get_disk(fresh_slot())

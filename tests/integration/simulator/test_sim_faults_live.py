@@ -85,6 +85,85 @@ def test_garbage_fault_answers_unparseable_text(sim: Simulator, ssh: paramiko.SS
         json.loads(response.data)
 
 
+def rest(sim: Simulator, method: str, path: str, body: object = None) -> urllib3.BaseHTTPResponse:
+    headers = urllib3.make_headers(basic_auth="admin:s3cret")
+    data = None if body is None else json.dumps(body)
+    with urllib3.PoolManager(ca_certs=str(sim.rest_certificate), retries=False) as http:
+        return http.request(method, sim.rest_url + path, body=data, headers=headers, timeout=TIMEOUT)
+
+
+ADD = "/disk add type=file slot={0} file-path=/storage-pool/{0}.img file-size=1G"
+
+
+def slots(sim: Simulator) -> list[str]:
+    return [str(r["slot"]) for r in sim.model.disk_records()[1:]]
+
+
+def test_lost_reply_fault_commits_the_change_then_cuts_the_connection(sim: Simulator, client_keys: ClientKeys) -> None:
+    sim.faults.add_rule(FaultRule(op="add", kind="lost-reply", times=2))
+    client = connect(sim, key=client_keys.ed25519)
+    try:
+        _, status = run(client, ADD.format("ssh-lost"))
+    except (paramiko.SSHException, EOFError):
+        status = None
+    finally:
+        client.close()
+    assert status in (None, -1)  # no exit status: the client cannot tell whether it happened...
+    add = {"type": "file", "slot": "rest-lost", "file-path": "/storage-pool/rest-lost.img", "file-size": "1G"}
+    with pytest.raises(urllib3.exceptions.ProtocolError):
+        rest(sim, "PUT", "/disk", add)
+    assert slots(sim) == ["ssh-lost", "rest-lost"]  # ...but it did
+
+
+def test_ignore_fault_answers_success_and_changes_nothing(sim: Simulator, ssh: paramiko.SSHClient) -> None:
+    assert run(ssh, ADD.format("kept")) == ("", 0)
+    sim.faults.add_rule(FaultRule(op="remove", kind="ignore", times=2))
+    assert run(ssh, "/disk remove kept") == ("", 0)
+    assert rest(sim, "DELETE", "/disk/kept").status == 204
+    assert slots(sim) == ["kept"]
+
+
+def test_short_copy_fault_copies_half_of_the_source_over_ssh_and_rest(sim: Simulator, ssh: paramiko.SSHClient) -> None:
+    assert run(ssh, ADD.format("whole")) == ("", 0)
+    sim.faults.add_rule(FaultRule(op="add", kind="short-copy", times=2))
+    assert run(ssh, "/disk add type=file slot=half1 file-path=/storage-pool/half1.img copy-from=whole") == ("", 0)
+    copy = {"type": "file", "slot": "half2", "file-path": "/storage-pool/half2.img", "copy-from": "whole"}
+    assert rest(sim, "PUT", "/disk", copy).status == 201
+    sizes = {r["slot"]: r["size"] for r in sim.model.disk_records()[1:]}
+    assert sizes == {"whole": 1 << 30, "half1": 1 << 29, "half2": 1 << 29}
+
+
+def test_command_log_lists_ssh_and_rest_commands_in_order_with_their_faults(
+    sim: Simulator, ssh: paramiko.SSHClient
+) -> None:
+    control(sim, "POST", "/sim/faults/rules", {"op": "remove", "menu": "file", "kind": "error", "message": "busy"})
+    run(ssh, ADD.format("logged"))
+    run(ssh, "/disk remove logged")
+    run(ssh, '/file remove [find name="storage-pool/logged.img"]')
+    rest(sim, "GET", "/disk?slot=logged")
+    run(ssh, "/disk frobnicate")
+    logged = control_list(sim, "GET", "/sim/commands")
+    assert [(e["transport"], e["menu"], e["op"], e["fault"]) for e in logged] == [
+        ("ssh", "disk", "add", None),
+        ("ssh", "disk", "remove", None),
+        ("ssh", "file", "remove", "error"),
+        ("rest", "disk", "print", None),
+        ("ssh", None, "any", None),
+    ]
+    assert logged[1]["command"] == "/disk remove logged"
+    assert logged[3]["command"] == "GET /rest/disk"
+    assert [e.command for e in sim.commands.entries()] == [e["command"] for e in logged]
+    assert control_list(sim, "DELETE", "/sim/commands") == []
+    assert sim.commands.entries() == []
+
+
+def control_list(sim: Simulator, method: str, path: str) -> list[dict[str, object]]:
+    response = urllib3.request(method, f"http://127.0.0.1:{sim.control_port}{path}", timeout=TIMEOUT)
+    assert response.status == 200, response.data
+    reply: list[dict[str, object]] = json.loads(response.data)
+    return reply
+
+
 def test_control_endpoint_sets_fail_after_n(sim: Simulator, ssh: paramiko.SSHClient) -> None:
     rule = {"op": "add", "kind": "error", "message": "not enough space", "after": 1, "times": 1}
     control(sim, "PUT", "/sim/faults", {"profile": "zero", "rules": [rule]})
@@ -148,7 +227,15 @@ def test_sighup_reloads_the_faults_file_and_sigterm_stops(tmp_path: Path) -> Non
         process.send_signal(signal.SIGHUP)
         wait_for(lambda: plan()["profile"] == "realistic", what="the reload")
         assert plan()["rules"] == [
-            {"op": "any", "kind": "drop", "message": "not enough space", "after": 0, "times": None, "probability": 1.0}
+            {
+                "op": "any",
+                "kind": "drop",
+                "menu": "any",
+                "message": "not enough space",
+                "after": 0,
+                "times": None,
+                "probability": 1.0,
+            }
         ]
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0

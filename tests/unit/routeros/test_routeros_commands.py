@@ -13,12 +13,17 @@ from rds_csi.routeros.commands import (
     Operator,
     RestRequest,
     build_disk_add,
+    build_disk_backed_by,
+    build_disk_export,
     build_disk_get,
+    build_disk_get_with_nqn_holders,
     build_disk_list,
     build_disk_remove,
     build_disk_resize,
     build_disk_set_allowed_hosts,
     build_disk_traffic,
+    build_file_find,
+    build_file_get,
     build_file_list,
     build_file_remove,
     build_health,
@@ -84,6 +89,25 @@ def test_build_disk_add_unexported_copy_carries_no_nvme_identity() -> None:
     assert cmd.arg("nvme-tcp-server-port") is None
 
 
+def test_build_disk_add_unexported_disk_may_carry_a_marker_nqn_an_exported_one_never() -> None:
+    marker = "nqn.2000-02.com.mikrotik:rds-csi.copy.x"
+    copy = _add(
+        copy_from=backing_file_path(BASE, "pvc-src"), size_bytes=None, port=None, export=False, marker_nqn=marker
+    )
+    assert (copy.arg("nvme-tcp-export"), copy.arg("nvme-tcp-server-nqn")) == (False, marker)
+    with pytest.raises(InvalidArgument, match="only for an unexported disk"):
+        _add(marker_nqn=marker)
+    with pytest.raises(InvalidArgument, match=r"^marker_nqn "):
+        _add(export=False, port=None, marker_nqn="not an nqn")
+
+
+def test_build_disk_export_sets_export_port_and_the_slots_own_nqn_at_once() -> None:
+    assert render_cli(build_disk_export("PVC-1", 4420)) == (
+        '/disk set [find slot="PVC-1"] nvme-tcp-export="yes" nvme-tcp-server-port="4420" '
+        'nvme-tcp-server-nqn="nqn.2000-02.com.mikrotik:pvc-1"'
+    )
+
+
 def test_build_disk_add_exported_disk_needs_a_port() -> None:
     with pytest.raises(InvalidArgument, match="port is required"):
         _add(port=None)
@@ -111,6 +135,26 @@ def test_build_disk_add_invalid_inputs_name_their_field(overrides: dict[str, obj
 
 def test_build_disk_get_filters_by_slot_equality() -> None:
     assert render_cli(build_disk_get("pvc-1")) == '/disk print detail where slot="pvc-1"'
+
+
+def test_build_disk_get_with_nqn_holders_asks_for_the_slot_or_its_lower_cased_nqn() -> None:
+    assert render_cli(build_disk_get_with_nqn_holders("PVC-Case")) == (
+        '/disk print detail where slot="PVC-Case" or nvme-tcp-server-nqn="nqn.2000-02.com.mikrotik:pvc-case"'
+    )
+
+
+def test_to_rest_any_of_filter_is_a_print_with_api_query_words() -> None:
+    request = to_rest(build_disk_get_with_nqn_holders("PVC-Case"))
+    assert (request.method, request.path, request.is_read) == ("POST", "/rest/disk/print", True)
+    assert request.json_body() == {
+        ".query": ["slot=PVC-Case", "nvme-tcp-server-nqn=nqn.2000-02.com.mikrotik:pvc-case", "#|"]
+    }
+
+
+def test_only_equalities_can_be_joined_with_or() -> None:
+    regex = Condition("slot", Operator.MATCHES, "^pvc")
+    with pytest.raises(InvalidArgument, match="joined with or"):
+        Command(("disk",), "print", where=(regex, Condition("slot", Operator.EQUALS, "a")), where_any=True)
 
 
 def test_build_disk_list_filters_by_anchored_prefix_regex() -> None:
@@ -151,6 +195,39 @@ def test_build_file_remove_uses_name_without_leading_slash() -> None:
 def test_build_file_list_escapes_dots_in_prefix_regex() -> None:
     cmd = build_file_list(parse_router_path("/storage-pool/metal.csi"))
     assert render_cli(cmd) == '/file print detail where name~"^storage-pool/metal[.]csi/"'
+
+
+def test_build_file_get_asks_for_one_name() -> None:
+    path = confine(BASE, "pvc-1.img")
+    assert render_cli(build_file_get(path)) == '/file print detail where name="storage-pool/metal-csi/pvc-1.img"'
+
+
+def test_build_file_find_matches_the_name_in_the_directory_and_below_it_only() -> None:
+    request = to_rest(build_file_find(parse_router_path(BASE), "pvc-1.img"))
+    names = [
+        "storage-pool/metal-csi/pvc-1.img",
+        "storage-pool/metal-csi/sub/dir/pvc-1.img",
+        "storage-pool/metal-csi/xpvc-1.img",
+        "storage-pool/metal-csi/pvc-1.img.bak",
+        "storage-pool/metal-csi/pvc-1ximg",
+        "storage-pool/other/pvc-1.img",
+    ]
+    assert [r["name"] for r in request.select([{"name": n} for n in names])] == names[:2]
+    with pytest.raises(InvalidArgument, match=r"^file_name "):
+        build_file_find(parse_router_path(BASE), "a/b.img")
+
+
+def test_build_disk_backed_by_asks_for_any_of_the_paths() -> None:
+    paths = [confine(BASE, "a.img"), confine(BASE, "b.img")]
+    assert render_cli(build_disk_backed_by(paths)) == (
+        '/disk print detail where file-path="/storage-pool/metal-csi/a.img" or '
+        'file-path="/storage-pool/metal-csi/b.img"'
+    )
+    assert to_rest(build_disk_backed_by(paths)).json_body() == {
+        ".query": ["file-path=/storage-pool/metal-csi/a.img", "file-path=/storage-pool/metal-csi/b.img", "#|"]
+    }
+    with pytest.raises(InvalidArgument):
+        build_disk_backed_by([])
 
 
 def test_build_file_list_requires_a_router_path() -> None:

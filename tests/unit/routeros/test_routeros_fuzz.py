@@ -25,12 +25,17 @@ from rds_csi.routeros.commands import (
     VERBS,
     Command,
     build_disk_add,
+    build_disk_backed_by,
+    build_disk_export,
     build_disk_get,
+    build_disk_get_with_nqn_holders,
     build_disk_list,
     build_disk_remove,
     build_disk_resize,
     build_disk_set_allowed_hosts,
     build_disk_traffic,
+    build_file_find,
+    build_file_get,
     build_file_list,
     build_file_remove,
     build_pool_capacity,
@@ -131,6 +136,7 @@ class Parsed:
     flags: list[str] = field(default_factory=list)
     args: list[tuple[str, str]] = field(default_factory=list)
     where: list[tuple[str, str, str]] = field(default_factory=list)
+    joiners: set[str] = field(default_factory=set)
 
 
 class _Reader:
@@ -148,7 +154,7 @@ class _Reader:
         self.pos += 1
         return tok.text
 
-    def conditions(self, stop: str | None) -> list[tuple[str, str, str]]:
+    def conditions(self, stop: str | None, joiners: set[str] | None = None) -> list[tuple[str, str, str]]:
         out = []
         while True:
             key = self.take("word")
@@ -158,8 +164,10 @@ class _Reader:
             self.pos += 1
             out.append((key, op_tok.kind, self.take("string")))
             nxt = self.peek()
-            if nxt is not None and nxt == Tok("word", "and"):
+            if nxt is not None and (nxt == Tok("word", "and") or (joiners is not None and nxt == Tok("word", "or"))):
                 self.pos += 1
+                if joiners is not None:
+                    joiners.add(nxt.text)
                 continue
             if stop is not None:
                 self.take(stop)
@@ -187,7 +195,7 @@ def parse_line(line: str) -> Parsed:
     while (tok := reader.peek()) is not None:
         if tok == Tok("word", "where"):
             reader.pos += 1
-            parsed.where = reader.conditions(stop=None)
+            parsed.where = reader.conditions(stop=None, joiners=parsed.joiners)
         elif tok.kind == "word" and tok.text in FLAGS and not parsed.args:
             parsed.flags.append(reader.take("word"))
         else:
@@ -207,6 +215,7 @@ def assert_round_trips(cmd: Command) -> Parsed:
     assert parsed.flags == list(cmd.flags)
     assert parsed.args == [(a.name, a.text) for a in cmd.args]
     assert parsed.where == [(c.key, c.operator.value, c.value) for c in cmd.where]
+    assert parsed.joiners <= ({"or"} if cmd.where_any else {"and"})  # never a mix: no precedence to get wrong
     return parsed
 
 
@@ -282,6 +291,8 @@ def test_fuzz_build_disk_add(slot: str, size: int, port: int, source: str) -> No
 def test_fuzz_slot_builders_get_list_resize_remove_traffic(slot: str, prefix: str, size: int) -> None:
     if (cmd := check(lambda: build_disk_get(slot))) is not None:
         assert cmd.where[0].value == slot
+    if (cmd := check(lambda: build_disk_get_with_nqn_holders(slot))) is not None:
+        assert [c.value for c in cmd.where] == [slot, "nqn.2000-02.com.mikrotik:" + slot.lower()]
     if (cmd := check(lambda: build_disk_list(prefix))) is not None:
         assert cmd.where[0].value == "^" + prefix
     if (cmd := check(lambda: build_disk_resize(slot, size))) is not None:
@@ -290,6 +301,29 @@ def test_fuzz_slot_builders_get_list_resize_remove_traffic(slot: str, prefix: st
         assert cmd.find[0].value == slot
     if (cmd := check(lambda: build_disk_traffic(slot))) is not None:
         assert cmd.target == slot
+
+
+@FUZZ
+@given(slot=slots, port=st.sampled_from([-1, 0, 1, 4420, 65535, 65536]), marker=host_nqns, source=path_texts)
+def test_fuzz_export_and_marked_copy_builders(slot: str, port: int, marker: str, source: str) -> None:
+    if (cmd := check(lambda: build_disk_export(slot, port))) is not None:
+        assert cmd.find[0].value == slot
+        assert cmd.arg("nvme-tcp-server-nqn") == "nqn.2000-02.com.mikrotik:" + slot.lower()
+    copy_from = _confined(source)
+    if copy_from is None:
+        return
+    try:
+        file_path = backing_file_path(BASE, slot)
+    except InvalidArgument:
+        return
+    cmd = check(
+        lambda: build_disk_add(
+            slot=slot, file_path=file_path, size_bytes=None, port=None, copy_from=copy_from, export=False,
+            marker_nqn=marker,
+        )
+    )  # fmt: skip
+    if cmd is not None:
+        assert cmd.arg("nvme-tcp-server-nqn") == marker
 
 
 @FUZZ
@@ -308,9 +342,16 @@ def test_fuzz_path_builders_file_remove_file_list_pool_capacity(text: str, mount
     if path is not None:
         removed = check(lambda: build_file_remove(path))
         listed = check(lambda: build_file_list(path))
-        assert removed is not None and listed is not None
+        got = check(lambda: build_file_get(path))
+        backing = check(lambda: build_disk_backed_by([path, path]))
+        assert removed is not None and listed is not None and got is not None and backing is not None
         assert removed.find[0].value == path.file_name
         assert listed.where[0].value == "^" + path.file_name.replace(".", "[.]") + "/"
+        assert got.where[0].value == path.file_name
+        assert [c.value for c in backing.where] == [path.disk_path] * 2
+        if (found := check(lambda: build_file_find(path, mount_point))) is not None:
+            assert SAFE_PATH_RE.fullmatch("/" + mount_point)
+            assert found.where[0].value.endswith("/(.+/)?" + mount_point.replace(".", "[.]") + "$")
     if (cmd := check(lambda: build_pool_capacity(mount_point))) is not None:
         assert SAFE_PATH_RE.fullmatch("/" + cmd.where[0].value)
 

@@ -70,3 +70,26 @@ def test_add_rule_and_clear_rules_keep_profile() -> None:
     assert injector.plan.profile == "zero"
     injector.set_profile("realistic")
     assert injector.decide("add").delay > 0
+
+
+def test_rule_for_a_menu_fires_only_on_that_menu() -> None:
+    # "Fail the second /file remove": /disk remove does not count towards it.
+    rule = FaultRule(op="remove", menu="file", kind="error", message="busy", after=1, times=1)
+    injector = FaultInjector(FaultPlan(profile="zero", rules=(rule,)))
+    kinds = [injector.decide("remove", menu).kind for menu in ("disk", "file", "disk", "file", "file")]
+    assert kinds == [None, None, None, "error", None]
+    assert injector.decide("remove", None).kind is None  # a command that did not parse has no menu
+
+
+def test_apply_then_lose_and_short_copy_decisions_say_what_the_front_end_does() -> None:
+    lost = FaultInjector(FaultPlan(profile="zero", rules=(FaultRule(kind="lost-reply"),))).decide("set", "disk")
+    assert lost.loses_reply and not lost.short_copy
+    short = FaultInjector(FaultPlan(profile="zero", rules=(FaultRule(kind="short-copy"),))).decide("add", "disk")
+    assert short.short_copy and not short.loses_reply
+
+
+def test_menu_round_trips_through_json_and_an_unknown_menu_is_rejected() -> None:
+    plan = FaultPlan(profile="zero", rules=(FaultRule(op="remove", menu="file", kind="ignore"),))
+    assert FaultPlan.from_json(plan.to_json()) == plan
+    with pytest.raises(InvalidArgument, match="fault menu"):
+        FaultPlan.from_json({"rules": [{"menu": "interface"}]})

@@ -171,6 +171,17 @@ def test_copy_from_path_of_image_is_accepted() -> None:
     assert copy["size"] == 2 * GIB
 
 
+def test_short_copy_fault_copies_half_of_the_source() -> None:
+    model = make_model()
+    add(model, "src", "2G")
+    copy = model.add_disk(
+        {"type": "file", "slot": "dst", "file-path": "/storage-pool/metal-csi/dst.img", "copy-from": "src"},
+        short_copy=True,
+    )
+    assert copy["size"] == GIB
+    assert model.disk_records()[1]["size"] == 2 * GIB  # the source is untouched
+
+
 def test_copy_from_unknown_source_is_no_such_item() -> None:
     with pytest.raises(NotFound, match="no such item"):
         make_model().add_disk({"type": "file", "slot": "d", "file-path": "/storage-pool/d.img", "copy-from": "ghost"})

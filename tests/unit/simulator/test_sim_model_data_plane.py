@@ -118,6 +118,14 @@ def test_copy_from_copies_the_real_content(plane: KernelStandIn) -> None:
     assert plane.images.path("storage-pool/metal-csi/pvc-b.img").read_bytes() == plane.images.path(IMAGE).read_bytes()
 
 
+def test_a_short_copy_cuts_the_real_image_too(plane: KernelStandIn) -> None:
+    model = make_model(plane)
+    add(model, "pvc-a")
+    params = {"type": "file", "slot": "pvc-b", "file-path": "/storage-pool/metal-csi/pvc-b.img", "copy-from": "pvc-a"}
+    model.add_disk(params, short_copy=True)
+    assert plane.images.size("storage-pool/metal-csi/pvc-b.img") == 32 * MIB
+
+
 def test_a_failed_export_leaves_no_disk_no_file_and_no_image(plane: KernelStandIn) -> None:
     model = make_model(plane)
     free, files = model.free, model.file_records()
@@ -158,6 +166,14 @@ def test_a_refused_resize_touches_nothing(plane: KernelStandIn) -> None:
         model.set_disk(disk_id, {"file-size": "1000G"})
     assert plane.images.size(IMAGE) == 64 * MIB
     assert plane.resized_images == []
+
+
+def test_a_disk_exported_later_reaches_the_data_plane_under_the_nqn_set_with_it(plane: KernelStandIn) -> None:
+    model = make_model(plane)
+    disk_id = add(model, **{"nvme-tcp-export": "no", "nvme-tcp-server-nqn": "nqn.2000-02.com.mikrotik:marked.x"})
+    assert plane.exports == {}
+    model.set_disk(disk_id, {"nvme-tcp-export": "yes", "nvme-tcp-server-nqn": "nqn.2000-02.com.mikrotik:pvc-a"})
+    assert plane.exports == {disk_id: Export("nqn.2000-02.com.mikrotik:pvc-a", 4420, IMAGE, ())}
 
 
 def test_allow_list_changes_reach_the_export_and_a_failure_keeps_the_old_list(plane: KernelStandIn) -> None:
