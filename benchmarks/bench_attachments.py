@@ -347,6 +347,7 @@ class PublishBench:
             "metrics_address": "off",
             "kube_api": "off",
             "static_nodes": ",".join(self.nodes),
+            "state_dir": str(directory / "attachments"),
             "grpc_workers": str(args.grpc_workers),
             "routeros_transport": "ssh",
             "routeros_address": "127.0.0.1",

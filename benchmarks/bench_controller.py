@@ -184,6 +184,7 @@ def start_controller(sim: SimulatorProcess, socket_path: Path, pool_size: int, w
         "mode": "controller",
         "endpoint": f"unix://{socket_path}",
         "metrics_address": "off",
+        "state_dir": str(socket_path.parent / "attachments"),
         "grpc_workers": str(workers),
         "routeros_transport": "ssh",
         "routeros_address": "127.0.0.1",

@@ -177,6 +177,9 @@ def start_controller(
         **access.plugin_flags(backend),
         **flags,
     }
+    if options["kube_api"] == "off":
+        # Static mode keeps its attachments on disk; a restart that passes the same state_dir finds them again.
+        options.setdefault("state_dir", str(socket_path.parent / f"{socket_path.stem}-attachments"))
     plugin = Plugin(load_plugin_config(options, {}), clock)
     plugin.start()
     channel = grpc.insecure_channel(f"unix://{socket_path}")

@@ -129,7 +129,8 @@ class KubeAttachmentSync:
         """Rebuild the table from the API (raises ``Unavailable`` if it cannot), then start following it."""
         self._pvs = {pv.name: pv for pv in self._api.list_pvs(self._driver)}
         records, _version = self._api.list_volume_attachments(self._driver)
-        # A VolumeAttachment being deleted still holds its node until it is gone or unpublished: count it.
+        # Every VolumeAttachment holds its node until it is gone or unpublished: one still attaching (its publish
+        # may have been answered just before a restart) and one being deleted alike.
         self._manager.rebuild(fact_from_record(r, self._pvs.get(r.volume_id), self._clock) for r in records)
         log_event(_log, "attach.rebuilt", volume_attachments=len(records))
         self._va_watcher.start()
@@ -153,6 +154,8 @@ class KubeAttachmentSync:
         if kind == "DELETED":
             self._manager.apply_va_event("DELETED", fact)
         elif record.deleting:
-            return  # on its way out: the attacher is unpublishing it; it must never attach the node again
+            # On its way out: its node keeps holding the volume (since the rebuild, its publish or its first event)
+            # until the attacher's unpublish or the deletion, but it must never attach a node the table let go.
+            return
         elif kind in ("ADDED", "MODIFIED"):
             self._manager.apply_va_event("ADDED" if kind == "ADDED" else "MODIFIED", fact)

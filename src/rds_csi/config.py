@@ -123,6 +123,7 @@ class AttachConfig:
     orphan_grace: float
     orphan_interval: float
     require_kubevirt_migration: bool = False
+    state_dir: str | None = None  # static mode's attachment state; None only where nothing outlives the process
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,7 +472,27 @@ KUBE_OPTIONS: tuple[OptionSpec, ...] = (
     ),
 )
 
+
+def _absolute_path(raw: str) -> str:
+    path = raw.strip()
+    if not path.startswith("/"):
+        raise ValueError(f"must be an absolute path, got {raw!r}")
+    return path
+
+
+def _optional_absolute_path(raw: str) -> str | None:
+    return _absolute_path(raw) if raw.strip() else None
+
+
 ATTACH_OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec(
+        "state_dir",
+        "",
+        _optional_absolute_path,
+        "without a Kubernetes API (--kube-api off): directory where the controller keeps its attachments across "
+        "restarts (required then, unless the backend is the embedded simulator in a temp dir)",
+        "DIR",
+    ),
     OptionSpec(
         "attach_grace_period",
         "30",
@@ -506,13 +527,6 @@ ATTACH_OPTIONS: tuple[OptionSpec, ...] = (
         "BOOL",
     ),
 )
-
-
-def _absolute_path(raw: str) -> str:
-    path = raw.strip()
-    if not path.startswith("/"):
-        raise ValueError(f"must be an absolute path, got {raw!r}")
-    return path
 
 
 NODE_OPTIONS: tuple[OptionSpec, ...] = (
@@ -613,7 +627,17 @@ def load_plugin_config(flags: Mapping[str, str | None], env: Mapping[str, str]) 
         orphan_grace=values["orphan_grace"],
         orphan_interval=values["orphan_interval"],
         require_kubevirt_migration=values["require_kubevirt_migration"],
+        state_dir=values["state_dir"],
     )
+    # Without VolumeAttachments the state directory is the only record of who holds a volume. Only an embedded
+    # simulator in a temp dir may do without: its volumes end with the process, and its attachments with them.
+    throwaway_backend = routeros.transport is RouterOSTransportKind.SIMULATOR and not routeros.simulator_state_dir
+    if mode.runs_controller and kube.api == "off" and attach.state_dir is None and not throwaway_backend:
+        raise ConfigError(
+            "--state-dir",
+            "required when the controller runs without a Kubernetes API (--kube-api off): it keeps the attachments "
+            "there, or a restart would let a second node write a volume that is still published",
+        )
     if attach.orphan_mode is not OrphanMode.OFF and kube.api == "off":
         raise ConfigError("--orphan-reconcile", "needs the Kubernetes API (PVs are the proof a volume is in use)")
     if attach.require_kubevirt_migration and kube.api == "off":

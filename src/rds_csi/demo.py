@@ -160,6 +160,7 @@ def run_demo(out: TextIO) -> int:
             "log_level": "error",
             "kube_api": "off",
             "static_nodes": "demo-node,demo-node-2",
+            "state_dir": f"{workdir}/attachments",  # without a Kubernetes API, attachments are kept on disk
             "host_nqn_file": f"{workdir}/hostnqn",  # the demo must not give this machine an NVMe identity
         },
         {},

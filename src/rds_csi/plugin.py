@@ -5,8 +5,10 @@ from __future__ import annotations
 import faulthandler
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import NoReturn
 from rds_csi import __version__, errors
 from rds_csi._native import BACKEND as NATIVE_BACKEND
 from rds_csi._native import AttachmentTable
-from rds_csi.attach import AttachmentManager, EventSink, Reconciler
+from rds_csi.attach import AttachmentManager, AttachmentStateFile, EventSink, Reconciler
 from rds_csi.attachment_sync import KubeAttachmentSync, KubeNodeDirectory, LoggingEventSink, StaticNodeFacts
 from rds_csi.backends import RouterOSBackend
 from rds_csi.clock import Clock, SystemClock
@@ -65,6 +67,9 @@ class ControllerParts:
         health.register("routeros", self.routeros.client.check)
         self.kube = kube
         self.events: EventRecorder | None = None
+        # Without VolumeAttachments to rebuild from, the attachments live in a state file (see attach.store).
+        self.state: AttachmentStateFile | None = None
+        self._temp_state_dir: Path | None = None
         events: EventSink
         nodes: NodeDirectory
         if self.kube is not None:
@@ -74,6 +79,7 @@ class ControllerParts:
         else:
             events = LoggingEventSink()
             facts = nodes = StaticNodeFacts(config.kube.static_nodes)
+            self.state = AttachmentStateFile(self._state_dir(config), clock)
         strict = config.attach.require_kubevirt_migration
         # Without the Kubernetes API there is no hook, and the manager refuses strict mode rather than weaken it.
         migrations = KubeVirtMigrations(self.kube) if strict and self.kube is not None else None
@@ -86,6 +92,7 @@ class ControllerParts:
             grace_seconds=config.attach.grace_period,
             strict_migration=strict,
             migration_allowed=migrations.migration_allowed if migrations is not None else None,
+            journal=self.state,
         )
         self.reconciler = Reconciler(self.attachments, config.attach.reconcile_interval)
         # After an RDS outage, look at attachments again at once rather than at the next interval.
@@ -130,10 +137,23 @@ class ControllerParts:
             claims=self.events,
         )
 
+    def _state_dir(self, config: PluginConfig) -> Path:
+        if config.attach.state_dir is not None:
+            return Path(config.attach.state_dir)
+        # Config allows this only with the embedded simulator in a temp dir: the volumes go when the process does.
+        self._temp_state_dir = Path(tempfile.mkdtemp(prefix="rds-csi-attachments-"))
+        log_event(_log, "attach.state.temporary", logging.WARNING, path=str(self._temp_state_dir))
+        return self._temp_state_dir
+
     def start(self) -> None:
-        """Rebuild attachments from the cluster before any publish can be answered."""
+        """Rebuild attachments from the cluster (or the state file) before any publish can be answered."""
         if self.sync is not None:
             self.sync.start()
+        if self.state is not None:
+            try:
+                self.attachments.rebuild(self.state.open())
+            except errors.FailedPrecondition as exc:
+                raise ConfigError("--state-dir", exc.message) from exc
         self.reconciler.start()
         if self.orphans is not None:
             self.orphans.start()
@@ -146,6 +166,10 @@ class ControllerParts:
             self.sync.stop()
         if self.events is not None:
             self.events.stop(timeout=5.0)
+        if self.state is not None:
+            self.state.close()
+        if self._temp_state_dir is not None:
+            shutil.rmtree(self._temp_state_dir, ignore_errors=True)
         self.routeros.close()
 
 

@@ -2,7 +2,8 @@
 
 ``decisions`` holds the rules as pure functions (DESIGN.md section 4), ``rebuild`` turns VolumeAttachments into
 table contents, ``AttachmentManager`` applies both to the native ``AttachmentTable`` with facts, events and
-metrics, and ``Reconciler`` runs its periodic clean-up on a thread.
+metrics, ``Reconciler`` runs its periodic clean-up on a thread, and ``AttachmentStateFile`` keeps the table on disk
+where no Kubernetes API does (static mode).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from rds_csi.attach.decisions import (
 )
 from rds_csi.attach.manager import (
     AttachmentFacts,
+    AttachmentJournal,
     AttachmentManager,
     EventSink,
     MigrationAllowed,
@@ -27,6 +29,7 @@ from rds_csi.attach.manager import (
 )
 from rds_csi.attach.rebuild import VolumeAttachmentFact
 from rds_csi.attach.reconciler import DEFAULT_INTERVAL, Reconciler
+from rds_csi.attach.store import AttachmentStateFile
 
 __all__ = [
     "DEFAULT_GRACE_SECONDS",
@@ -34,7 +37,9 @@ __all__ = [
     "DEFAULT_MIGRATION_TIMEOUT",
     "MIGRATION_TIMEOUT_KEY",
     "AttachmentFacts",
+    "AttachmentJournal",
     "AttachmentManager",
+    "AttachmentStateFile",
     "BlockerFacts",
     "Event",
     "EventSink",

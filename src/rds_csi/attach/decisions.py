@@ -304,17 +304,21 @@ def decide_publish(
     *,
     recorded_readonly: bool | None = None,
     strict_migration: bool = False,
+    unconfirmed: bool = False,
 ) -> PublishDecision:
     """Decide a ControllerPublishVolume.
 
     ``recorded_readonly`` is the flag the node was published with (``None``: unknown, e.g. after a rebuild, and
     then any flag is accepted). ``facts`` must describe exactly this ``entry``; the caller discards them when the
-    entry changes.
+    entry changes. ``unconfirmed``: the requesting node is in ``entry`` only because a VolumeAttachment of it
+    exists that is not known to be attached (see ``_publish_unconfirmed``).
     """
     if entry is None or not entry.nodes:
         attached = f"{request.volume_id} attached to node {request.node_id}"
         return Admit(_admitted(entry, request, now), (Event(VOLUME_ATTACHED, attached),))
     if entry.has_node(request.node_id):
+        if unconfirmed:
+            return _publish_unconfirmed(entry, request, now, grace_seconds, facts, strict_migration=strict_migration)
         return _republish(entry, request, recorded_readonly)
     if entry.kind is AccessKind.MULTI_NODE_BLOCK and request.multi_node_block:
         return _second_writer(entry, request, now, facts, strict_migration)
@@ -333,6 +337,42 @@ def _republish(entry: VolumeEntry, request: PublishRequest, recorded_readonly: b
             f"not readonly={request.readonly}"
         )
     return AlreadyPublished()
+
+
+def _publish_unconfirmed(
+    entry: VolumeEntry,
+    request: PublishRequest,
+    now: float,
+    grace_seconds: float,
+    facts: BlockerFacts | None,
+    *,
+    strict_migration: bool,
+) -> PublishDecision:
+    """The publish of a node held only by a VolumeAttachment not known to be attached: that hold keeps other nodes
+    out, but it is no proof that this node was ever admitted (another node may have been, when both were still
+    attaching), so the publish is decided as if the node were not there, against every rule."""
+    migration = entry.migration
+    if migration is not None and not _migration_live(migration, now):
+        return _refuse(
+            "migration_expired",
+            f"volume {request.volume_id}: the live migration {migration.source} -> {migration.target} has failed or "
+            f"expired; node {request.node_id} is refused until one side detaches",
+        )
+    others = tuple(held for held in entry.nodes if held.node_id != request.node_id)
+    decision = decide_publish(
+        replace(entry, nodes=others, migration=None),
+        request,
+        now,
+        grace_seconds,
+        facts,
+        strict_migration=strict_migration,
+    )
+    if isinstance(decision, Admit) and migration is not None:
+        started = decision.new_entry.migration
+        if started is not None and (started.source, started.target) == (migration.source, migration.target):
+            # The window counted from the target's VolumeAttachment stands: admitting the target never extends it.
+            return Admit(replace(decision.new_entry, migration=migration), decision.events)
+    return decision
 
 
 def _second_writer(
@@ -464,8 +504,8 @@ def decide_stale(
 def decide_observed_attach(
     entry: VolumeEntry | None, volume_id: str, node_id: str, *, kind: AccessKind, migration_timeout: float, now: float
 ) -> Sync | Nothing:
-    """Record an attached VolumeAttachment the table does not know (a watch event, or a rebuild replaying them in
-    creation order).
+    """Record a VolumeAttachment the table does not know (a watch event, or a rebuild replaying them in creation
+    order), attached or not: each one holds its volume until it is deleted.
 
     VolumeAttachments are the truth, so this follows them even where a publish would refuse: two nodes on a
     single-node volume are kept (as single-node, the stricter kind) for the reconciler and the conflict rule to

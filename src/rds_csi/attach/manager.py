@@ -6,8 +6,10 @@ is never held across I/O: facts are fetched with it released, are bound to the s
 are thrown away if the volume changed meanwhile. Events are posted and logged after the lock is released.
 
 Side state the table has no field for lives here, written in the same critical section as the table change:
-the readonly flag each (volume, node) was published with. A migration's window needs no side state, because
-the deadline recorded when it starts already carries it.
+the readonly flag each (volume, node) was published with, and which (volume, node) pairs are held only by a
+VolumeAttachment not known to be attached (unconfirmed: they keep other nodes out, but their own publish is decided
+in full rather than taken as a repeat). A migration's window needs no side state, because the deadline recorded
+when it starts already carries it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol
@@ -24,6 +26,7 @@ from rds_csi import errors
 from rds_csi._native import AccessKind, AttachmentTable, VolumeEntry
 from rds_csi.attach.decisions import (
     DEFAULT_GRACE_SECONDS,
+    DEFAULT_MIGRATION_TIMEOUT,
     Admit,
     AlreadyPublished,
     BlockerFacts,
@@ -77,6 +80,16 @@ class AttachmentFacts(Protocol):
     def node_exists(self, node_id: str) -> bool | None: ...
 
 
+class AttachmentJournal(Protocol):
+    """Where the attachments are kept across restarts when nothing else records them (no Kubernetes API).
+
+    ``save`` replaces everything with ``records`` and is durable when it returns; it raises ``Unavailable`` when it
+    cannot be, and the publish or unpublish that asked is then not answered OK.
+    """
+
+    def save(self, records: Iterable[VolumeAttachmentFact]) -> None: ...
+
+
 class EventSink(Protocol):
     """Posts a Kubernetes event on the volume's PVC; expected to enqueue and return (best effort)."""
 
@@ -110,7 +123,10 @@ class AttachmentManager:
         grace_seconds: float = DEFAULT_GRACE_SECONDS,
         strict_migration: bool = False,
         migration_allowed: MigrationAllowed | None = None,
+        journal: AttachmentJournal | None = None,
     ) -> None:
+        """``journal``: written before a publish is answered OK and after an unpublish. Without a Kubernetes API
+        nothing else changes who holds a volume (staleness is never proven), so those are all the writes needed."""
         if not (math.isfinite(grace_seconds) and grace_seconds >= 0):
             raise ValueError(f"grace_seconds must be a finite number >= 0, got {grace_seconds!r}")
         if strict_migration and migration_allowed is None:
@@ -123,8 +139,13 @@ class AttachmentManager:
         self._grace = float(grace_seconds)
         self._strict = strict_migration
         self._migration_allowed = migration_allowed
+        self._journal = journal
+        # Saves are serialized, and each takes its snapshot once it holds this lock, so the file never goes back
+        # to a state older than one already written.
+        self._journal_lock = threading.Lock()
         self._locks = tuple(threading.Lock() for _ in range(_LOCK_STRIPES))
         self._readonly: dict[tuple[str, str], bool] = {}
+        self._unconfirmed: set[tuple[str, str]] = set()
         # When each (volume, node) was last unpublished: a watch event about a VolumeAttachment created before that
         # moment is older news than the unpublish, and must not attach the node again.
         self._unpublished_at: dict[tuple[str, str], float] = {}
@@ -153,10 +174,12 @@ class AttachmentManager:
                 events += self._apply(volume_id, entry, decision)
                 self._unpublished_at[volume_id, node_id] = now
             self._post(volume_id, events)
+            self._save()
             log_event(_log, "attach.unpublish", volume_id=volume_id, node_id=node_id, outcome=_outcome(decision))
 
     def published_nodes(self, volume_id: str) -> list[str]:
-        """Nodes holding the volume, in attach order (a migration source first)."""
+        """Nodes holding the volume, in attach order (a migration source first); a node held by a VolumeAttachment
+        not known to be attached is among them (it may be published, and no other node may be until it is gone)."""
         return list(self._table.nodes(volume_id))
 
     def rebuild(self, records: Iterable[VolumeAttachmentFact]) -> None:
@@ -169,11 +192,12 @@ class AttachmentManager:
             self._table.replace_all(plan.entries)
             self._readonly.clear()
             self._readonly.update(plan.readonly)
+            self._unconfirmed = set(plan.unconfirmed)
             with self._gauge_lock:
                 self._migrating = {entry.volume_id for entry in plan.entries if _migration_live(entry)}
                 self._set_gauges()
         for entry in plan.entries:
-            _warn_if_two_writers(entry)
+            _warn_if_two_writers(entry, {node for volume, node in plan.unconfirmed if volume == entry.volume_id})
         for fact in plan.left_out:
             log_event(
                 _log,
@@ -181,19 +205,22 @@ class AttachmentManager:
                 logging.ERROR,
                 volume_id=fact.volume_id,
                 node_id=fact.node_id,
-                reason="the volume has two newer attached VolumeAttachments",
+                attached=fact.attached,
+                reason="the volume has two VolumeAttachments that come first (attached ones, then the newest)",
             )
         log_event(
             _log,
             "attach.rebuild",
             volumes=len(plan.entries),
             attachments=sum(len(entry.nodes) for entry in plan.entries),
+            unconfirmed=len(plan.unconfirmed),
             migrations=sum(1 for entry in plan.entries if entry.migration is not None),
         )
 
     def apply_va_event(self, kind: VaEventKind, record: VolumeAttachmentFact) -> None:
-        """Follow a VolumeAttachment watch: ADDED/MODIFIED and attached -> make sure the node is recorded;
-        DELETED -> detach (not an attachment younger than the grace period: see ``decide_va_deleted``)."""
+        """Follow a VolumeAttachment watch: ADDED/MODIFIED -> make sure the node holds the volume (unconfirmed
+        while the VolumeAttachment is not attached); DELETED -> detach (not an attachment younger than the grace
+        period: see ``decide_va_deleted``)."""
         if kind not in _VA_EVENT_KINDS:
             raise ValueError(f"unknown VolumeAttachment event kind {kind!r}")
         volume_id = record.volume_id
@@ -207,7 +234,7 @@ class AttachmentManager:
                 self._unpublished_at.pop((volume_id, record.node_id), None)
             elif record.created_at <= self._unpublished_at.get((volume_id, record.node_id), -math.inf):
                 decision = Nothing()  # the attachment this VolumeAttachment reports was unpublished since
-            elif record.attached:
+            else:
                 decision = decide_observed_attach(
                     entry,
                     volume_id,
@@ -216,14 +243,18 @@ class AttachmentManager:
                     migration_timeout=record.migration_timeout,
                     now=now,
                 )
-            else:
-                decision = Nothing()
             events += self._apply(volume_id, entry, decision)
-            if isinstance(decision, Sync) and record.readonly is not None:
-                self._readonly[volume_id, record.node_id] = record.readonly
+            if isinstance(decision, Sync):
+                if record.readonly is not None:
+                    self._readonly[volume_id, record.node_id] = record.readonly
+                if not record.attached:
+                    self._unconfirmed.add((volume_id, record.node_id))
+            elif record.attached and kind != "DELETED":
+                self._unconfirmed.discard((volume_id, record.node_id))  # its status now says it was admitted
+            unconfirmed = self._unconfirmed_nodes(volume_id, decision.new_entry if isinstance(decision, Sync) else None)
         self._post(volume_id, events)
         if isinstance(decision, Sync):
-            _warn_if_two_writers(decision.new_entry)
+            _warn_if_two_writers(decision.new_entry, unconfirmed)
         log_event(
             _log, "attach.va_event", kind=kind, volume_id=volume_id, node_id=record.node_id, outcome=_outcome(decision)
         )
@@ -311,11 +342,13 @@ class AttachmentManager:
                     facts if entry == facts_for else None,
                     recorded_readonly=self._readonly.get((volume_id, node_id)),
                     strict_migration=self._strict,
+                    unconfirmed=(volume_id, node_id) in self._unconfirmed,
                 )
                 if not isinstance(decision, NeedFacts):
                     events += self._apply(volume_id, entry, decision)
                 if isinstance(decision, Admit | ClearStaleThenAdmit):
                     self._readonly[volume_id, node_id] = request.readonly
+                    self._unconfirmed.discard((volume_id, node_id))
                 elif isinstance(decision, AlreadyPublished):
                     self._readonly.setdefault((volume_id, node_id), request.readonly)
             self._post(volume_id, events)
@@ -338,6 +371,7 @@ class AttachmentManager:
                     raise errors.Aborted(message)
                 case Incompatible(message=message):
                     raise errors.AlreadyExists(message)
+            self._save()  # also for a repeat: an earlier attempt may have failed to save
             return
         raise errors.Aborted(f"volume {volume_id} kept changing while the publish from {node_id} was decided; retry")
 
@@ -369,6 +403,45 @@ class AttachmentManager:
             return None
 
     # ---- commit ------------------------------------------------------------------------------------------------
+
+    def _save(self) -> None:
+        if self._journal is None:
+            return
+        with self._journal_lock:
+            self._journal.save(self._records())
+
+    def _records(self) -> list[VolumeAttachmentFact]:
+        """Every attachment as a fact ``plan_rebuild`` turns back into the same table (a migration's window
+        travels with its target)."""
+        records = []
+        for volume_id in self._table.volume_ids():
+            entry = self._table.get(volume_id)
+            if entry is None:
+                continue  # forgotten since the ids were listed
+            migration = entry.migration
+            for held in entry.nodes:
+                window = (
+                    migration.deadline - migration.started_at
+                    if migration is not None and migration.target == held.node_id
+                    else DEFAULT_MIGRATION_TIMEOUT
+                )
+                records.append(
+                    VolumeAttachmentFact(
+                        volume_id,
+                        held.node_id,
+                        held.attached_at,
+                        attached=(volume_id, held.node_id) not in self._unconfirmed,
+                        multi_node_block=entry.kind is AccessKind.MULTI_NODE_BLOCK,
+                        migration_timeout=window,
+                        readonly=self._readonly.get((volume_id, held.node_id)),
+                    )
+                )
+        return records
+
+    def _unconfirmed_nodes(self, volume_id: str, entry: VolumeEntry | None) -> frozenset[str]:
+        """The nodes of ``entry`` held only by an unattached VolumeAttachment (caller holds the volume's lock)."""
+        held = () if entry is None else entry.nodes
+        return frozenset(node.node_id for node in held if (volume_id, node.node_id) in self._unconfirmed)
 
     def _lock(self, volume_id: str) -> threading.Lock:
         return self._locks[hash(volume_id) & (_LOCK_STRIPES - 1)]
@@ -428,6 +501,7 @@ class AttachmentManager:
         for held in () if old is None else old.nodes:
             if held.node_id not in kept:
                 self._readonly.pop((volume_id, held.node_id), None)
+                self._unconfirmed.discard((volume_id, held.node_id))
         with self._gauge_lock:
             if new is not None and _migration_live(new):
                 self._migrating.add(volume_id)
@@ -488,15 +562,16 @@ def _migration_live(entry: VolumeEntry) -> bool:
     return entry.migration is not None and not entry.migration.failed
 
 
-def _warn_if_two_writers(entry: VolumeEntry) -> None:
-    if entry.kind is AccessKind.SINGLE_NODE and len(entry.nodes) > 1:
+def _warn_if_two_writers(entry: VolumeEntry, unconfirmed: Collection[str]) -> None:
+    writers = [held.node_id for held in entry.nodes if held.node_id not in unconfirmed]
+    if entry.kind is AccessKind.SINGLE_NODE and len(writers) > 1:
         log_event(
             _log,
             "attach.truth.two_writers",
             logging.ERROR,
             volume_id=entry.volume_id,
-            nodes=",".join(held.node_id for held in entry.nodes),
-            reason="VolumeAttachments bind a single-node volume to two nodes",
+            nodes=",".join(writers),
+            reason="attached VolumeAttachments bind a single-node volume to two nodes",
         )
 
 

@@ -1,8 +1,10 @@
 """Attachment state from VolumeAttachments, the truth after a restart or a leader change.
 
-A rebuild replays each volume's attached VolumeAttachments in creation order through the same rule that follows a watch
-(``decide_observed_attach``), so two of them on a multi-node block volume come back as a migration that started
-when the newer one was created, with its window counted from there.
+Every VolumeAttachment of this driver holds its volume until it is deleted, attached or not: one that is not yet
+``status.attached`` may be exactly the publish a previous controller admitted and answered just before it stopped,
+whose status the external-attacher is about to write. A rebuild replays each volume's VolumeAttachments in creation
+order through the same rule that follows a watch (``decide_observed_attach``), so two of them on a multi-node block
+volume come back as a migration that started when the newer one was created, with its window counted from there.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ class VolumeAttachmentFact:
 
     ``created_at`` is on the manager's clock (monotonic seconds, like ``Clock.now()``), so that migration windows
     and the grace rule compare with it: convert an API ``creationTimestamp`` as
-    ``clock.now() - (time.time() - creation_epoch)``. ``multi_node_block``, ``migration_timeout`` and
-    ``readonly`` come from the PersistentVolume (access mode with volumeMode, volume_context, ``csi.readOnly``);
-    ``readonly=None`` means unknown, and the next publish from that node then sets it.
+    ``clock.now() - (time.time() - creation_epoch)``. ``attached`` is its ``status.attached``. ``multi_node_block``,
+    ``migration_timeout`` and ``readonly`` come from the PersistentVolume (access mode with volumeMode,
+    volume_context, ``csi.readOnly``); ``readonly=None`` means unknown, and the next publish from that node then
+    sets it.
     """
 
     volume_id: str
@@ -36,38 +39,39 @@ class VolumeAttachmentFact:
 
 @dataclass(frozen=True, slots=True)
 class RebuildPlan:
-    """The table contents, the readonly flags known per (volume, node), and the attached VolumeAttachments left
-    out because their volume has two newer ones (the caller reports them)."""
+    """The table contents, the readonly flags known per (volume, node), the (volume, node) pairs held only by a
+    VolumeAttachment not known to be attached (``unconfirmed``: the manager decides their own publish in full), and
+    the VolumeAttachments left out because the table holds two per volume (the caller reports them)."""
 
     entries: tuple[VolumeEntry, ...]
     readonly: Mapping[tuple[str, str], bool]
+    unconfirmed: frozenset[tuple[str, str]]
     left_out: tuple[VolumeAttachmentFact, ...]
 
 
 def plan_rebuild(facts: Iterable[VolumeAttachmentFact]) -> RebuildPlan:
-    """Only attached VolumeAttachments count: one still attaching or detaching is settled by the publish or
-    unpublish that the external-attacher will (re)issue for it.
+    """Every VolumeAttachment counts, also one still attaching or already being deleted (it holds its node until the
+    unpublish the external-attacher will issue, or until it is gone).
 
-    A volume with more attached VolumeAttachments than the table holds keeps its two newest: an older one can
-    only have outlived a newer one because it was cleared as stale (its node deleted) when the newer one was
-    admitted, so the newest are the ones that may still be in use.
+    A volume with more VolumeAttachments than the table holds keeps attached ones before unattached ones, and the
+    newest of each: an older attached one can only have outlived a newer one because it was cleared as stale (its
+    node deleted) when the newer one was admitted, so the newest are the ones that may still be in use.
     """
     by_volume: dict[str, dict[str, VolumeAttachmentFact]] = {}
     for fact in facts:
-        if not fact.attached:
-            continue
         on_nodes = by_volume.setdefault(fact.volume_id, {})
         known = on_nodes.get(fact.node_id)
-        if known is None or _age_key(fact) < _age_key(known):
+        if known is None or _precedence(fact) > _precedence(known):
             on_nodes[fact.node_id] = fact
     entries: list[VolumeEntry] = []
     readonly: dict[tuple[str, str], bool] = {}
+    unconfirmed: set[tuple[str, str]] = set()
     left_out: list[VolumeAttachmentFact] = []
     for volume_id, on_nodes in sorted(by_volume.items()):
-        ordered = sorted(on_nodes.values(), key=_age_key)
-        left_out.extend(ordered[:-MAX_NODES])
+        ranked = sorted(on_nodes.values(), key=_rank, reverse=True)
+        left_out.extend(ranked[MAX_NODES:])
         entry: VolumeEntry | None = None
-        for fact in ordered[-MAX_NODES:]:
+        for fact in sorted(ranked[:MAX_NODES], key=_age_key):
             decision = decide_observed_attach(
                 entry,
                 volume_id,
@@ -78,12 +82,25 @@ def plan_rebuild(facts: Iterable[VolumeAttachmentFact]) -> RebuildPlan:
             )
             if isinstance(decision, Sync):
                 entry = decision.new_entry
+                if not fact.attached:
+                    unconfirmed.add((volume_id, fact.node_id))
             if fact.readonly is not None:
                 readonly[volume_id, fact.node_id] = fact.readonly
         if entry is not None:
             entries.append(entry)
-    return RebuildPlan(tuple(entries), readonly, tuple(left_out))
+    return RebuildPlan(tuple(entries), readonly, frozenset(unconfirmed), tuple(left_out))
 
 
 def _age_key(fact: VolumeAttachmentFact) -> tuple[float, str]:
     return fact.created_at, fact.node_id
+
+
+def _rank(fact: VolumeAttachmentFact) -> tuple[bool, float, str]:
+    """Which VolumeAttachments of a volume the table keeps: attached ones first, then the newest."""
+    return fact.attached, fact.created_at, fact.node_id
+
+
+def _precedence(fact: VolumeAttachmentFact) -> tuple[bool, float]:
+    """Which of two VolumeAttachments binding one volume to one node stands for it: an attached one, else the
+    older."""
+    return fact.attached, -fact.created_at

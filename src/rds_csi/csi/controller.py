@@ -27,10 +27,13 @@ from rds_csi.csi.validation import (
     PARAM_NVME_PORT,
     PARAM_RECONNECT_DELAY,
     PARAM_VOLUME_PATH,
+    CapabilitySummary,
     CapacityLimits,
     ParameterDefaults,
     VolumeParameters,
     allocation_bytes,
+    capability_record,
+    check_against_record,
     parse_parameters,
     require,
     size_satisfies,
@@ -142,8 +145,8 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
         name = validate_volume_name(request.name)
         if name.startswith(SNAPSHOT_PREFIX):
             raise errors.InvalidArgument(f"name {name!r}: the prefix {SNAPSHOT_PREFIX!r} is reserved for snapshots")
-        # Validated here; the node receives the capability itself at stage/publish time.
-        validate_capabilities(request.volume_capabilities)
+        # Validated here and recorded in volume_context; the node receives the capability itself at stage time.
+        capabilities = validate_capabilities(request.volume_capabilities)
         params = parse_parameters(request.parameters, self._defaults)
         capacity_range = request.capacity_range if request.HasField("capacity_range") else None
         size = allocation_bytes(capacity_range, self._limits)  # the request is checked before any backend call
@@ -162,7 +165,7 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
             self._backend.fence_init(volume.volume_id)
         if self._claims is not None and params.pvc_name and params.pvc_namespace:
             self._claims.remember_claim(volume.volume_id, params.pvc_namespace, params.pvc_name)
-        message = self._volume_message(volume, params)
+        message = self._volume_message(volume, params, capabilities)
         if request.HasField("volume_content_source"):
             message.content_source.CopyFrom(request.volume_content_source)
         return csi_pb2.CreateVolumeResponse(volume=message)
@@ -205,7 +208,7 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
         if self._backend.get_volume(volume_id) is None:
             raise errors.NotFound(f"volume {volume_id!r} does not exist")
         try:
-            validate_capabilities(request.volume_capabilities)
+            check_against_record(validate_capabilities(request.volume_capabilities), request.volume_context)
             parse_parameters(request.parameters, self._defaults)
         except errors.InvalidArgument as unsupported:
             return csi_pb2.ValidateVolumeCapabilitiesResponse(message=unsupported.message)
@@ -269,6 +272,8 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
         if not request.HasField("volume_capability"):
             raise errors.InvalidArgument("volume_capability is required")
         capability = validate_capabilities([request.volume_capability])
+        # A hand-made PV must not turn a single-writer filesystem into a multi-writer block device.
+        check_against_record(capability, request.volume_context)
         volume = self._backend.get_volume(volume_id)
         if volume is None:
             raise errors.NotFound(f"volume {volume_id!r} does not exist")
@@ -373,8 +378,11 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
             return ContentSource("volume", require(src.volume.volume_id, "volume_content_source.volume_id"))
         raise errors.InvalidArgument("volume_content_source: a snapshot or a volume is required")
 
-    def _volume_message(self, volume: Volume, params: VolumeParameters | None) -> csi_pb2.Volume:
-        """The CSI Volume; its context is everything the node needs, frozen at create time."""
+    def _volume_message(
+        self, volume: Volume, params: VolumeParameters | None, capabilities: CapabilitySummary | None = None
+    ) -> csi_pb2.Volume:
+        """The CSI Volume; its context is everything the node needs, and the capabilities it was created for,
+        frozen at create time (``params`` and ``capabilities`` are known only then)."""
         context = {
             PARAM_NVME_ADDRESS: params.nvme_address if params else self._defaults.nvme_address,
             PARAM_NVME_PORT: str(volume.port or (params.nvme_port if params else self._defaults.nvme_port)),
@@ -389,6 +397,8 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer, LockedServicer):  # ty
                 context[PARAM_FENCING] = "true"
             if params.keep_alive_tmo is not None:
                 context[PARAM_KEEP_ALIVE_TMO] = str(params.keep_alive_tmo)
+        if capabilities is not None:
+            context.update(capability_record(capabilities))
         return csi_pb2.Volume(volume_id=volume.volume_id, capacity_bytes=volume.capacity_bytes, volume_context=context)
 
     def _snapshot_message(self, snapshot: Snapshot) -> csi_pb2.Snapshot:

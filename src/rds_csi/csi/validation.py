@@ -7,9 +7,10 @@ Nothing here does I/O, so every rule is a small table-driven test.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeVar
 
 from rds_csi import errors
 from rds_csi.attach.decisions import (
@@ -24,6 +25,8 @@ from rds_csi.routeros.units import round_up_allocation
 
 GiB = 1 << 30
 TiB = 1 << 40
+
+T = TypeVar("T")
 
 _VOLUME_NAME_RE = re.compile(r"^[A-Za-z0-9-]{1,128}$")
 _Mode = csi_pb2.VolumeCapability.AccessMode.Mode
@@ -67,6 +70,12 @@ PROVISIONER_PREFIX = "csi.storage.k8s.io/"
 PVC_NAME_KEY = "csi.storage.k8s.io/pvc/name"
 PVC_NAMESPACE_KEY = "csi.storage.k8s.io/pvc/namespace"
 FSTYPE_KEY = "csi.storage.k8s.io/fstype"
+
+# volume_context keys recording what CreateVolume was asked for, so that a publish cannot ask for more. Volumes the
+# Go driver (or an earlier release) created have none of them, and are published as before.
+CONTEXT_ACCESS_TYPES = "accessTypes"  # "block", "mount" or "block,mount"
+CONTEXT_FS_TYPE = "fsType"  # with mount: the filesystem it was created for
+CONTEXT_ACCESS_MODES = "accessModes"  # CSI access mode names, comma separated
 
 
 class AccessType(StrEnum):
@@ -176,6 +185,66 @@ def validate_capabilities(capabilities: Iterable[csi_pb2.VolumeCapability]) -> C
     if len(fs_types) > 1:
         raise errors.InvalidArgument(f"volume_capabilities: conflicting filesystems {sorted(fs_types)}")
     return CapabilitySummary(frozenset(access_types), frozenset(modes), next(iter(fs_types), None))
+
+
+def capability_record(created: CapabilitySummary) -> dict[str, str]:
+    """The volume_context entries that record the capabilities a volume was created with."""
+    record = {
+        CONTEXT_ACCESS_TYPES: ",".join(sorted(created.access_types)),
+        CONTEXT_ACCESS_MODES: ",".join(sorted(_Mode.Name(mode) for mode in created.modes)),
+    }
+    if created.fs_type is not None:
+        record[CONTEXT_FS_TYPE] = created.fs_type
+    return record
+
+
+def check_against_record(requested: CapabilitySummary, volume_context: Mapping[str, str]) -> None:
+    """Refuse capabilities the volume was not created for, as far as its volume_context records them.
+
+    What is refused is what could hurt the data: another access type (a raw-block writer under a filesystem, or a
+    mkfs over a raw block volume), another filesystem, and multi-node access to a volume created for a single
+    node (two writers). Single-node modes among themselves are not told apart: the attachment rules treat them
+    alike, and a reader is marked by the readonly flag. A key that is absent is not checked (see above).
+
+    INVALID_ARGUMENT, not FAILED_PRECONDITION: the request asks for capabilities the volume does not support, which
+    no change of state can fix; the CSI spec answers exactly that ("Exceeds capabilities") with INVALID_ARGUMENT
+    in ControllerExpandVolume and NodeExpandVolume, for the caller to retry with matching capabilities.
+    """
+    created_types = _recorded(volume_context, CONTEXT_ACCESS_TYPES, AccessType)
+    if created_types is not None and not requested.access_types <= created_types:
+        raise errors.InvalidArgument(
+            f"volume_capability: {_names(requested.access_types)} access, but the volume was created for "
+            f"{_names(created_types)} ({CONTEXT_ACCESS_TYPES} in its volume_context)"
+        )
+    created_fs = volume_context.get(CONTEXT_FS_TYPE)
+    if created_fs is not None and requested.fs_type is not None and requested.fs_type != created_fs.lower():
+        raise errors.InvalidArgument(
+            f"volume_capability: filesystem {requested.fs_type}, but the volume was created for {created_fs} "
+            f"({CONTEXT_FS_TYPE} in its volume_context)"
+        )
+    created_modes = _recorded(volume_context, CONTEXT_ACCESS_MODES, _Mode.Value)
+    if created_modes is not None and requested.multi_node and not created_modes & MULTI_NODE_BLOCK_MODES:
+        raise errors.InvalidArgument(
+            f"volume_capability: {_names(_Mode.Name(mode) for mode in requested.modes)} lets several nodes write, "
+            f"but the volume was created for a single node ({_names(_Mode.Name(mode) for mode in created_modes)})"
+        )
+
+
+def _recorded(volume_context: Mapping[str, str], key: str, parse: Callable[[str], T]) -> frozenset[T] | None:
+    raw = volume_context.get(key)
+    if raw is None:
+        return None
+    try:
+        return frozenset(parse(name.strip()) for name in raw.split(","))
+    except ValueError:
+        raise errors.InvalidArgument(
+            f"volume_context {key}={raw!r} is not a record this driver writes; a volume's capabilities are recorded "
+            "by CreateVolume"
+        ) from None
+
+
+def _names(values: Iterable[object]) -> str:
+    return "/".join(sorted(str(value) for value in values))
 
 
 def _int_param(params: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:

@@ -4,7 +4,7 @@ Names (the compatibility contract, DESIGN.md §3): a volume is the ``/disk`` who
 ``<volumePath>/<volume id>.img`` and exported as ``nqn.2000-02.com.mikrotik:<volume id lower-cased>``.
 
 A volume created from a source is made in steps: an unexported copy-on-write copy of the source's backing file,
-marked with an NQN that names this volume and that source (:func:`copy_marker_nqn`), then grown, then exported
+marked with an NQN that names this volume and that source (``_copy_marker_nqn``), then grown, then exported
 under its own NQN in one ``/disk set``. A retry that finds the marked copy knows it is its own copy of that source
 and finishes it; nothing else writes that mark, and no host can reach the copy before it is finished.
 
@@ -95,7 +95,7 @@ def _snapshot_stem(name: str) -> str:
     return SNAPSHOT_PREFIX + str(uuid.uuid5(_SNAPSHOT_NAMESPACE, name))
 
 
-def copy_marker_nqn(volume_id: str, source: ContentSource) -> str:
+def _copy_marker_nqn(volume_id: str, source: ContentSource) -> str:
     """The NQN an unfinished copy of ``source`` into ``volume_id`` carries (unique per volume and source)."""
     digest = uuid.uuid5(_COPY_NAMESPACE, f"{volume_id}/{source.kind}/{source.source_id}")
     return f"{_COPY_MARKER_PREFIX}{digest}"
@@ -208,7 +208,7 @@ class VolumeBackend:
                 port=None,
                 copy_from=copy_from,
                 export=False,
-                marker_nqn=copy_marker_nqn(volume_id, source),
+                marker_nqn=_copy_marker_nqn(volume_id, source),
             ),
         )
         self._prove_whole(copy, f"{source.kind} {source.source_id!r}", source_bytes)
@@ -217,7 +217,7 @@ class VolumeBackend:
     def _resumable(self, copy: Disk, source: ContentSource | None) -> ContentSource:
         """An unfinished copy found by a retry is finished only if it is this volume's copy of this request's
         source (its marker says so) and whole (grown, perhaps, but never short of its source); returns the source."""
-        if source is None or copy.nqn != copy_marker_nqn(copy.slot, source):
+        if source is None or copy.nqn != _copy_marker_nqn(copy.slot, source):
             raise errors.AlreadyExists(
                 f"volume {copy.slot!r} exists as an unfinished copy of another content source than this request's"
             )

@@ -238,6 +238,53 @@ def test_a_pv_named_apart_from_its_volume_id_still_holds_its_writer_after_a_rest
     assert second.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
+def refused(cluster: Cluster, volume: csi_pb2.Volume, node: str) -> grpc.StatusCode:
+    with pytest.raises(grpc.RpcError) as publish:
+        cluster.publish(volume, node, block_rwx=False)
+    code: grpc.StatusCode = publish.value.code()
+    return code
+
+
+def test_a_publish_answered_just_before_a_restart_keeps_every_other_node_out(cluster: Cluster) -> None:
+    volume = cluster.volume("pvc-restart-attaching", block_rwx=False)
+    va = cluster.kube.add_volume_attachment(volume.volume_id, "node-a", DEFAULT_DRIVER_NAME, attached=False)
+    cluster.publish(volume, "node-a", block_rwx=False)
+    cluster.restart_controller()  # before the attacher wrote status.attached for the OK it got
+    assert cluster.published(volume) == ["node-a"]
+    cluster.clock.advance(60)  # no grace period to hide behind
+    assert refused(cluster, volume, "node-b") == grpc.StatusCode.FAILED_PRECONDITION
+    cluster.kube.set_attached(va, True)
+    assert refused(cluster, volume, "node-b") == grpc.StatusCode.FAILED_PRECONDITION
+    assert cluster.published(volume) == ["node-a"]
+
+
+def test_a_volume_attachment_being_deleted_before_it_was_attached_holds_its_volume_until_unpublished(
+    cluster: Cluster,
+) -> None:
+    volume = cluster.volume("pvc-restart-detaching", block_rwx=False)
+    va = cluster.kube.add_volume_attachment(volume.volume_id, "node-a", DEFAULT_DRIVER_NAME, attached=False)
+    cluster.publish(volume, "node-a", block_rwx=False)
+    cluster.kube.mark_deleting(va)  # the pod went away before the attacher recorded the attach
+    cluster.restart_controller()
+    cluster.clock.advance(60)
+    assert refused(cluster, volume, "node-b") == grpc.StatusCode.FAILED_PRECONDITION
+    cluster.detach(volume, "node-a", va)  # the attacher's ControllerUnpublishVolume, then the finalizer goes
+    cluster.publish(volume, "node-b", block_rwx=False)
+    assert cluster.published(volume) == ["node-b"]
+
+
+def test_a_volume_attachment_published_elsewhere_holds_its_volume_as_soon_as_the_watch_sees_it(
+    cluster: Cluster,
+) -> None:
+    # Another controller instance (the old pod of a rolling update) answered node-a's publish; this one only
+    # sees the VolumeAttachment appear, not yet attached.
+    volume = cluster.volume("pvc-watch-attaching", block_rwx=False)
+    cluster.kube.add_volume_attachment(volume.volume_id, "node-a", DEFAULT_DRIVER_NAME, attached=False)
+    assert wait_until(lambda: cluster.published(volume) == ["node-a"])
+    cluster.clock.advance(60)
+    assert refused(cluster, volume, "node-b") == grpc.StatusCode.FAILED_PRECONDITION
+
+
 def test_single_writer_conflict_then_deleted_node_is_cleared_and_new_node_admitted(cluster: Cluster) -> None:
     volume = cluster.volume("pvc-rwo", block_rwx=False)
     cluster.attach(volume, "node-a", block_rwx=False)

@@ -97,6 +97,7 @@ class PublishCase:
     recorded_readonly: bool | None = None
     strict: bool = False
     refuse_kind: str | None = None
+    unconfirmed: bool = False
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -187,6 +188,27 @@ PUBLISH_CASES = {
     "strict mode refuses when permission is unknown": PublishCase(
         block("a"), publish(multi=True), Refuse, facts(allowed=None), strict=True, refuse_kind="migration_not_allowed"
     ),
+    "an unconfirmed node alone is admitted, not taken as a repeat": PublishCase(
+        single("b"), publish(), Admit, unconfirmed=True
+    ),
+    "an unconfirmed node next to another holder asks for facts": PublishCase(
+        single("a", "b"), publish(), NeedFacts, unconfirmed=True
+    ),
+    "an unconfirmed node next to a live holder is refused": PublishCase(
+        single("a", "b"), publish(), Refuse, facts(a=LIVE), unconfirmed=True, refuse_kind="conflict"
+    ),
+    "an unconfirmed node next to a provably stale holder clears it": PublishCase(
+        single("a", "b"), publish(), ClearStaleThenAdmit, facts(a=NODE_GONE), unconfirmed=True
+    ),
+    "an unconfirmed migration target is admitted as a migration": PublishCase(
+        migrating(), publish("b", multi=True), Admit, unconfirmed=True
+    ),
+    "an unconfirmed migration target still needs strict permission": PublishCase(
+        migrating(), publish("b", multi=True), NeedFacts, strict=True, unconfirmed=True
+    ),
+    "an unconfirmed side of an expired migration is refused": PublishCase(
+        migrating(failed=True), publish("b", multi=True), Refuse, unconfirmed=True, refuse_kind="migration_expired"
+    ),
 }
 
 
@@ -199,6 +221,7 @@ def _decide(case: PublishCase) -> PublishDecision:
         case.facts,
         recorded_readonly=case.recorded_readonly,
         strict_migration=case.strict,
+        unconfirmed=case.unconfirmed,
     )
 
 
@@ -282,6 +305,22 @@ def test_publish_retry_later_for_a_young_blocker_explains_it() -> None:
     decision = decide_publish(single("a", at=NOW - 5), publish(), NOW, GRACE, facts(a=VA_GONE))
     assert isinstance(decision, RetryLater)
     assert "younger than the 30s grace period" in decision.message
+
+
+def test_publish_of_an_unconfirmed_target_keeps_the_migration_window_it_was_given() -> None:
+    entry = migrating(started=NOW - 200, window=300)
+    decision = decide_publish(entry, publish("b", multi=True), NOW, GRACE, unconfirmed=True)
+    assert isinstance(decision, Admit)
+    assert decision.new_entry.migration == entry.migration  # not restarted at NOW with the request's 120 s
+    assert [node.node_id for node in decision.new_entry.nodes] == ["a", "b"]
+    assert reasons(decision.events) == [MIGRATION_STARTED]
+
+
+def test_publish_of_an_unconfirmed_node_keeps_the_last_detach_for_the_grace_rule() -> None:
+    entry = single("a", "b", last_detach=NOW - 5)
+    decision = decide_publish(entry, publish(), NOW, GRACE, facts(a=NODE_GONE), unconfirmed=True)
+    assert isinstance(decision, RetryLater)
+    assert "grace period" in decision.message
 
 
 def test_publish_with_zero_grace_clears_even_a_fresh_stale_blocker() -> None:
@@ -467,7 +506,7 @@ def test_rebuild_two_block_attachments_are_a_migration_counted_from_the_newer() 
     assert plan.left_out == ()
 
 
-def test_rebuild_ignores_unattached_and_keeps_readonly() -> None:
+def test_rebuild_counts_unattached_volume_attachments_as_unconfirmed_holders_and_keeps_readonly() -> None:
     plan = plan_rebuild(
         [
             va("a", 1.0, readonly=True),
@@ -476,8 +515,35 @@ def test_rebuild_ignores_unattached_and_keeps_readonly() -> None:
             va("d", 4.0, volume="pvc-3"),
         ]
     )
-    assert sorted(entry.volume_id for entry in plan.entries) == [VOL, "pvc-3"]
+    held_by = {entry.volume_id: [node.node_id for node in entry.nodes] for entry in plan.entries}
+    assert held_by == {VOL: ["a"], "pvc-2": ["b"], "pvc-3": ["c", "d"]}
+    assert plan.unconfirmed == {("pvc-2", "b")}
     assert plan.readonly == {(VOL, "a"): True, ("pvc-3", "c"): False}
+
+
+def test_rebuild_an_unattached_migration_target_gets_its_window_from_its_volume_attachment() -> None:
+    plan = plan_rebuild([va("a", 100.0, multi=True), va("b", 500.0, multi=True, attached=False)])
+    (entry,) = plan.entries
+    assert entry.migration == Migration("a", "b", 500.0, 800.0)
+    assert plan.unconfirmed == {(VOL, "b")}
+
+
+def test_rebuild_keeps_attached_volume_attachments_before_newer_unattached_ones() -> None:
+    plan = plan_rebuild([va("a", 1.0), va("b", 2.0), va("c", 3.0, attached=False), va("d", 4.0, attached=False)])
+    (entry,) = plan.entries
+    assert [node.node_id for node in entry.nodes] == ["a", "b"]
+    assert plan.unconfirmed == frozenset()
+    assert sorted(fact.node_id for fact in plan.left_out) == ["c", "d"]
+    filled = plan_rebuild([va("a", 1.0), va("c", 3.0, attached=False), va("d", 4.0, attached=False)])
+    assert [node.node_id for node in filled.entries[0].nodes] == ["a", "d"]
+    assert [fact.node_id for fact in filled.left_out] == ["c"]
+
+
+def test_rebuild_one_node_with_two_volume_attachments_stands_by_the_attached_one() -> None:
+    plan = plan_rebuild([va("a", 1.0, attached=False), va("a", 5.0)])
+    (entry,) = plan.entries
+    assert entry.nodes == (NodeAttachment("a", 5.0),)
+    assert plan.unconfirmed == frozenset()
 
 
 def test_rebuild_keeps_the_two_newest_and_reports_the_rest() -> None:

@@ -438,8 +438,8 @@ def test_rebuild_replaces_everything_with_the_volume_attachments(h: Harness) -> 
     assert h.nodes("pvc-old") == []
     assert h.nodes() == ["a"]
     assert h.nodes("pvc-m") == ["m1", "m2"]
-    assert h.nodes("pvc-pending") == []
-    assert h.value("attachments_active") == 3
+    assert h.nodes("pvc-pending") == ["p"]  # still attaching: it holds the volume all the same
+    assert h.value("attachments_active") == 4
     assert h.value("migration_active") == 1
     with pytest.raises(errors.FailedPrecondition, match="third node"):
         h.publish("m3", volume="pvc-m", multi_node_block=True)
@@ -475,9 +475,66 @@ def test_va_event_attached_is_recorded_silently(h: Harness) -> None:
     assert h.value("attachments_active") == 1
 
 
-def test_va_event_not_attached_changes_nothing(h: Harness) -> None:
+def test_rebuild_a_volume_attachment_still_attaching_keeps_every_other_node_out(h: Harness) -> None:
+    # The previous controller answered node a's publish OK; the attacher has not written status.attached yet.
+    h.manager.rebuild([fact("a", T0 - 5, attached=False)])
+    assert h.nodes() == ["a"]
+    h.clock.advance(60)
+    with pytest.raises(errors.FailedPrecondition, match="node a"):
+        h.publish("b")
+    h.publish("a")  # the attacher's retry: decided in full, and now confirmed
+    assert h.sink.reasons() == ["AttachmentConflict", "VolumeAttached"]
+    assert h.value("attachment_attach_total") == 1
+    h.publish("a")
+    assert h.value("attachment_attach_total") == 1  # a repeat from here on
+
+
+def test_rebuild_two_volume_attachments_still_attaching_on_a_single_node_volume_admit_neither(h: Harness) -> None:
+    h.manager.rebuild([fact("a", T0 - 20, attached=False), fact("b", T0 - 10, attached=False)])
+    h.clock.advance(60)
+    for node in ("a", "b"):  # either may be the one the previous controller admitted
+        with pytest.raises(errors.FailedPrecondition):
+            h.publish(node)
+    h.manager.apply_va_event("MODIFIED", fact("a", T0 - 20))  # a's status arrives: a was the one
+    h.publish("a")
+    with pytest.raises(errors.FailedPrecondition):
+        h.publish("b")
+    h.manager.apply_va_event("DELETED", fact("b", T0 - 10, attached=False))
+    assert h.nodes() == ["a"]
+
+
+def test_va_event_not_attached_holds_the_volume_but_its_own_publish_is_decided(h: Harness) -> None:
     h.manager.apply_va_event("ADDED", fact("a", T0, attached=False))
+    assert h.nodes() == ["a"]
+    assert h.sink.posted == []
+    h.clock.advance(60)
+    with pytest.raises(errors.FailedPrecondition):
+        h.publish("b")
+    h.publish("a")
+    assert h.sink.reasons() == ["AttachmentConflict", "VolumeAttached"]
+    assert h.value("attachment_attach_total") == 1
+
+
+def test_va_event_not_attached_migration_target_is_admitted_with_its_window_and_event(h: Harness) -> None:
+    h.publish("a", multi_node_block=True)
+    h.manager.apply_va_event("ADDED", fact("b", T0, attached=False, multi_node_block=True, migration_timeout=60))
+    assert h.nodes() == ["a", "b"]
+    with pytest.raises(errors.FailedPrecondition, match="third node"):
+        h.publish("c", multi_node_block=True)
+    h.clock.advance(40)
+    h.publish("b", multi_node_block=True, migration_timeout=300)
+    assert h.sink.reasons() == ["VolumeAttached", "AttachmentConflict", "MigrationStarted"]
+    h.clock.advance(30)  # 70 s after the VolumeAttachment appeared: past its 60 s window
+    assert h.manager.reconcile().expired_migrations == (VOL,)
+
+
+def test_va_event_deleted_releases_a_hold_that_was_never_attached(h: Harness) -> None:
+    h.manager.apply_va_event("ADDED", fact("a", T0, attached=False))
+    h.clock.advance(60)
+    h.manager.apply_va_event("DELETED", fact("a", T0, attached=False))
     assert h.nodes() == []
+    h.publish("b")
+    assert h.nodes() == ["b"]
 
 
 def test_va_event_second_block_node_is_a_migration(h: Harness) -> None:

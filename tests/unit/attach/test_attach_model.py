@@ -10,7 +10,8 @@ port. After every step:
 * a live attachment is never missing from the table;
 * the attachments gauge matches the table;
 
-and after every restart the rebuilt table is exactly what the VolumeAttachments say (a volume's two newest).
+and after every restart the rebuilt table is exactly what the VolumeAttachments say (a volume's two newest),
+including a restart that falls between a publish answered OK and the attacher writing ``status.attached``.
 ``RDS_CSI_LONG=1`` runs > 10^5 steps per table backend instead of a few thousand.
 """
 
@@ -218,6 +219,24 @@ class AttachmentModel(RuleBasedStateMachine):
                 entry = self.table.get(volume)
                 assert entry is not None
                 assert entry.migration is not None
+
+    @rule(volume=st.sampled_from(VOLUMES), node=st.sampled_from(NODES))
+    def restart_between_a_publish_and_its_status(self, volume: str, node: str) -> None:
+        if node in self.world.deleted_nodes:
+            return
+        created = self.world.create(volume, node)
+        error = self._call(("publish", volume, node))
+        if error is not None and not isinstance(error, ANSWERS):
+            raise error
+        if error is not None:
+            if created:
+                self.world.delete(volume, node)
+            return
+        # Answered OK, then the controller stops before the attacher marks the VolumeAttachment attached.
+        self.manager = self._new_manager()
+        self.manager.rebuild(self.world.records())
+        assert node in self.manager.published_nodes(volume), (volume, node)
+        self.world.mark_attached(volume, node)
 
     @rule(volume=st.sampled_from(VOLUMES), node=st.sampled_from(NODES))
     def watch_event(self, volume: str, node: str) -> None:

@@ -109,9 +109,38 @@ def test_ssh_backend_requires_address_credentials_and_host_key_trust() -> None:
     with pytest.raises(ConfigError) as info:
         load({**base, "routeros_address": "10.0.0.1", "routeros_ssh_key": "/k"})
     assert info.value.option == "--routeros-known-hosts"
-    config = load({**base, "routeros_address": "10.0.0.1", "routeros_ssh_key": "/k", "routeros_host_key": "SHA256:x"})
+    trusted = {**base, "routeros_address": "10.0.0.1", "routeros_ssh_key": "/k", "routeros_host_key": "SHA256:x"}
+    config = load({**trusted, "state_dir": "/var/lib/rds-csi"})
     assert config.routeros.address == "10.0.0.1"
     assert config.volumes.nvme_address == "10.0.0.1"
+
+
+SSH_RDS = {
+    "routeros_transport": "ssh",
+    "routeros_address": "10.0.0.1",
+    "routeros_ssh_key": "/k",
+    "routeros_host_key": "SHA256:x",
+}
+
+
+@pytest.mark.parametrize("mode", ["controller", "all"])
+def test_a_controller_without_the_kubernetes_api_needs_a_state_dir(mode: str) -> None:
+    flags = {"mode": mode, "node_id": "n", "kube_api": "off", **SSH_RDS}
+    with pytest.raises(ConfigError) as info:
+        load(flags)
+    assert info.value.option == "--state-dir"
+    assert "--kube-api off" in str(info.value)
+    assert load({**flags, "state_dir": "/var/lib/rds-csi"}).attach.state_dir == "/var/lib/rds-csi"
+    assert load({**flags}, {"RDS_CSI_STATE_DIR": "/srv/state"}).attach.state_dir == "/srv/state"
+
+
+def test_a_state_dir_is_not_needed_with_the_kubernetes_api_a_node_plugin_or_a_throwaway_simulator() -> None:
+    assert load({"mode": "controller", "kube_api": "https://k8s:6443", **SSH_RDS}).attach.state_dir is None
+    assert load({"mode": "node", "node_id": "n", "kube_api": "off", **SSH_RDS}).attach.state_dir is None
+    assert load({"mode": "controller", "kube_api": "off"}).attach.state_dir is None  # the simulator in a temp dir
+    with pytest.raises(ConfigError) as info:  # a simulated RDS that outlives the process keeps attachments too
+        load({"mode": "controller", "kube_api": "off", "routeros_simulator_state_dir": "/srv/sim"})
+    assert info.value.option == "--state-dir"
 
 
 def test_node_mode_ignores_routeros_settings() -> None:
@@ -133,6 +162,7 @@ def test_sizes_take_binary_units(raw: str, expected: int) -> None:
         ("routeros_insecure_skip_host_key", "maybe", "--routeros-insecure-skip-host-key"),
         ("routeros_rest_url", "ftp://x", "--routeros-rest-url"),
         ("routeros_pool_size", "0", "--routeros-pool-size"),
+        ("state_dir", "var/lib/rds-csi", "--state-dir"),
     ],
 )
 def test_bad_backend_values_name_their_flag(field: str, value: str, flag: str) -> None:

@@ -10,6 +10,8 @@ from rds_csi.csi.validation import (
     GiB,
     ParameterDefaults,
     allocation_bytes,
+    capability_record,
+    check_against_record,
     parse_parameters,
     size_satisfies,
     validate_capabilities,
@@ -82,6 +84,48 @@ def test_unsupported_capabilities_tell_the_user_what_to_change(
 ) -> None:
     with pytest.raises(errors.InvalidArgument, match=message):
         validate_capabilities(capabilities)
+
+
+def test_the_capability_record_names_access_types_filesystem_and_modes() -> None:
+    ext4 = capability_record(validate_capabilities([cap(Mode.SINGLE_NODE_WRITER)]))
+    assert ext4 == {"accessTypes": "mount", "fsType": "ext4", "accessModes": "SINGLE_NODE_WRITER"}
+    both = capability_record(
+        validate_capabilities([cap(Mode.MULTI_NODE_MULTI_WRITER, block=True), cap(Mode.SINGLE_NODE_WRITER, block=True)])
+    )
+    assert both == {"accessTypes": "block", "accessModes": "MULTI_NODE_MULTI_WRITER,SINGLE_NODE_WRITER"}
+
+
+EXT4_RWO = capability_record(validate_capabilities([cap(Mode.SINGLE_NODE_WRITER, fs_type="ext4")]))
+BLOCK_RWX = capability_record(validate_capabilities([cap(Mode.MULTI_NODE_MULTI_WRITER, block=True)]))
+
+
+@pytest.mark.parametrize(
+    ("created", "requested", "refused"),
+    [
+        (EXT4_RWO, cap(Mode.SINGLE_NODE_WRITER, fs_type="ext4"), None),
+        (EXT4_RWO, cap(Mode.SINGLE_NODE_WRITER), None),  # no fs_type: ext4, as at create time
+        (EXT4_RWO, cap(Mode.SINGLE_NODE_MULTI_WRITER, fs_type="EXT4"), None),
+        (EXT4_RWO, cap(Mode.MULTI_NODE_MULTI_WRITER, block=True), "created for mount"),
+        (EXT4_RWO, cap(Mode.SINGLE_NODE_WRITER, block=True), "created for mount"),
+        (EXT4_RWO, cap(Mode.SINGLE_NODE_WRITER, fs_type="xfs"), "filesystem xfs, but the volume was created for ext4"),
+        (BLOCK_RWX, cap(Mode.MULTI_NODE_MULTI_WRITER, block=True), None),
+        (BLOCK_RWX, cap(Mode.SINGLE_NODE_WRITER, block=True), None),  # asks for less
+        (BLOCK_RWX, cap(Mode.SINGLE_NODE_WRITER, fs_type="ext4"), "created for block"),
+        ({"accessModes": "SINGLE_NODE_WRITER"}, cap(Mode.MULTI_NODE_MULTI_WRITER, block=True), "created for a single"),
+        ({}, cap(Mode.MULTI_NODE_MULTI_WRITER, block=True), None),  # no record (Go driver, earlier releases)
+        ({"accessTypes": "tape"}, cap(Mode.SINGLE_NODE_WRITER), "not a record this driver writes"),
+        ({"accessModes": "EVERYONE"}, cap(Mode.SINGLE_NODE_WRITER), "not a record this driver writes"),
+    ],
+)
+def test_a_capability_the_volume_was_not_created_for_is_invalid_argument(
+    created: dict[str, str], requested: csi_pb2.VolumeCapability, refused: str | None
+) -> None:
+    summary = validate_capabilities([requested])
+    if refused is None:
+        check_against_record(summary, created)
+    else:
+        with pytest.raises(errors.InvalidArgument, match=refused):
+            check_against_record(summary, created)
 
 
 def test_parameters_default_from_the_driver_config() -> None:
