@@ -155,7 +155,7 @@ class Incompatible:
     message: str
 
 
-RefuseKind = Literal["conflict", "third_node", "migration_expired", "migration_not_allowed"]
+RefuseKind = Literal["conflict", "third_node", "migration_expired", "migration_not_allowed", "uncounted_holders"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,14 +305,48 @@ def decide_publish(
     recorded_readonly: bool | None = None,
     strict_migration: bool = False,
     unconfirmed: bool = False,
+    uncounted: Collection[str] = (),
 ) -> PublishDecision:
     """Decide a ControllerPublishVolume.
 
     ``recorded_readonly`` is the flag the node was published with (``None``: unknown, e.g. after a rebuild, and
     then any flag is accepted). ``facts`` must describe exactly this ``entry``; the caller discards them when the
     entry changes. ``unconfirmed``: the requesting node is in ``entry`` only because a VolumeAttachment of it
-    exists that is not known to be attached (see ``_publish_unconfirmed``).
+    exists that is not known to be attached (see ``_publish_unconfirmed``). ``uncounted``: nodes whose
+    VolumeAttachments a rebuild found beyond the two ``entry`` can hold; each may be a writer the previous
+    controller admitted, so while there are any, only a node that already holds the volume is answered OK.
     """
+    decision = _decide_publish(
+        entry,
+        request,
+        now,
+        grace_seconds,
+        facts,
+        recorded_readonly=recorded_readonly,
+        strict_migration=strict_migration,
+        unconfirmed=unconfirmed,
+    )
+    if uncounted and isinstance(decision, Admit | ClearStaleThenAdmit):
+        return _refuse(
+            "uncounted_holders",
+            f"volume {request.volume_id} also has VolumeAttachments on {_names(uncounted)}, which a previous "
+            f"controller may have admitted and which do not fit the attachment table; node {request.node_id} is "
+            "refused until they are deleted or a node detaches",
+        )
+    return decision
+
+
+def _decide_publish(
+    entry: VolumeEntry | None,
+    request: PublishRequest,
+    now: float,
+    grace_seconds: float,
+    facts: BlockerFacts | None,
+    *,
+    recorded_readonly: bool | None,
+    strict_migration: bool,
+    unconfirmed: bool,
+) -> PublishDecision:
     if entry is None or not entry.nodes:
         attached = f"{request.volume_id} attached to node {request.node_id}"
         return Admit(_admitted(entry, request, now), (Event(VOLUME_ATTACHED, attached),))

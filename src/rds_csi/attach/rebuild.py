@@ -41,7 +41,8 @@ class VolumeAttachmentFact:
 class RebuildPlan:
     """The table contents, the readonly flags known per (volume, node), the (volume, node) pairs held only by a
     VolumeAttachment not known to be attached (``unconfirmed``: the manager decides their own publish in full), and
-    the VolumeAttachments left out because the table holds two per volume (the caller reports them)."""
+    the VolumeAttachments left out because the table holds two per volume (the manager keeps them as uncounted
+    holders: any of them may be a writer)."""
 
     entries: tuple[VolumeEntry, ...]
     readonly: Mapping[tuple[str, str], bool]
@@ -55,7 +56,8 @@ def plan_rebuild(facts: Iterable[VolumeAttachmentFact]) -> RebuildPlan:
 
     A volume with more VolumeAttachments than the table holds keeps attached ones before unattached ones, and the
     newest of each: an older attached one can only have outlived a newer one because it was cleared as stale (its
-    node deleted) when the newer one was admitted, so the newest are the ones that may still be in use.
+    node deleted) when the newer one was admitted. Which unattached one was admitted, if any, nothing says: those
+    left out hold the volume all the same (``AttachmentManager.rebuild``).
     """
     by_volume: dict[str, dict[str, VolumeAttachmentFact]] = {}
     for fact in facts:
