@@ -107,10 +107,11 @@ class PluginZygote:
 
 
 class KilledController:
-    """One controller at a time on ``socket_path``: started, probed until ready, killed with SIGKILL, started again.
+    """One controller at a time on ``socket_path``: spawned, killed with SIGKILL, spawned again with the same argv.
 
-    ``serving`` is cleared before each kill and set once the new process answers Probe ready, so a client that
-    sees a failed call knows whether to wait for the restart."""
+    ``running`` is set from the spawn to the kill. Clients call as soon as it is set, without waiting for Probe,
+    as sidecars do when the driver container restarts under them: a call that arrives before the plugin is ready
+    must be answered safely (or not at all), never from a half-rebuilt table."""
 
     def __init__(self, zygote: PluginZygote, argv: Sequence[str], socket_path: Path, log: Path) -> None:
         self._zygote = zygote
@@ -119,17 +120,23 @@ class KilledController:
         self.channel = grpc.insecure_channel(f"unix://{socket_path}", options=CHANNEL_OPTIONS)
         self.controller = csi_pb2_grpc.ControllerStub(self.channel)
         self._identity = csi_pb2_grpc.IdentityStub(self.channel)
-        self.serving = threading.Event()
+        self.running = threading.Event()
         self.generation = 0
         self.kills = 0
-        self.start_seconds: list[float] = []  # from spawn to the first ready Probe, per start
+        self.start_seconds: list[float] = []  # from the spawn to the first ready Probe, per start
         self._pid: int | None = None
+        self._spawned = 0.0
 
-    def start(self) -> None:
+    def spawn(self) -> None:
         assert self._pid is None
-        started = time.monotonic()
+        self._spawned = time.monotonic()
         self._pid = self._zygote.spawn(self._argv, self._log)
         self.generation += 1
+        self.running.set()
+
+    def wait_ready(self) -> None:
+        """Until Probe answers ready; a plugin that exits or never gets there fails the run with its log."""
+        assert self._pid is not None
         deadline = time.monotonic() + READY_TIMEOUT
         while not self._ready():
             status = self._zygote.poll(self._pid)
@@ -139,8 +146,7 @@ class KilledController:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"plugin not ready after {READY_TIMEOUT}s:\n{self.log_tail()}")
             threading.Event().wait(0.02)
-        self.start_seconds.append(time.monotonic() - started)
-        self.serving.set()
+        self.start_seconds.append(time.monotonic() - self._spawned)
 
     def _ready(self) -> bool:
         try:
@@ -151,7 +157,7 @@ class KilledController:
     def kill(self) -> int:
         """SIGKILL; the exit status, which is -SIGKILL unless the plugin had already died on its own."""
         assert self._pid is not None
-        self.serving.clear()
+        self.running.clear()
         os.kill(self._pid, signal.SIGKILL)
         status = self._zygote.reap(self._pid)
         self._pid = None
@@ -187,6 +193,9 @@ class VolumeTruth:
     capacity: int = 0
     volume_context: dict[str, str] = field(default_factory=dict)
     holders: set[str] = field(default_factory=set)
+    # Nodes whose publish was refused while the cluster still wants them: their VolumeAttachment stays and the
+    # attacher sends the publish again later (or gives up and detaches). Never writers: no OK was seen for them.
+    waiting: set[str] = field(default_factory=set)
     history: list[str] = field(default_factory=list)
 
     @property
@@ -395,6 +404,12 @@ class Worker:
             self.delete(volume)
         elif volume.state == "absent":
             self.create(volume)
+        elif volume.waiting and rng.random() < 0.3:
+            node = rng.choice(sorted(volume.waiting))
+            if rng.random() < 0.6:
+                self.publish(volume, node)  # the attacher's retry
+            else:
+                self.unpublish(volume, node)  # the pod went elsewhere: its VolumeAttachment is deleted
         elif not held:
             roll = rng.random()
             if roll < 0.5:
@@ -436,7 +451,8 @@ class Worker:
 
     def delete(self, volume: VolumeTruth) -> None:
         held = sorted(volume.holders)
-        refusal = (_Code.FAILED_PRECONDITION,) if held else ()
+        # Refused while a node holds it, and may be while a VolumeAttachment waits (it holds after a restart).
+        refusal = (_Code.FAILED_PRECONDITION,) if held or volume.waiting else ()
         request = csi_pb2.DeleteVolumeRequest(volume_id=volume.name)
         answer = self._send(volume, "delete", self._ctl.controller.DeleteVolume, request, refusal)
         self._ledger.intent_done("delete")
@@ -449,14 +465,16 @@ class Worker:
         self._cluster.deleted(volume)
         if held:
             self._ledger.violation("deleted while published", volume.name, f"DeleteVolume OK while {held} held it")
-            for node in held:  # the cluster still detaches what it attached
-                self.unpublish(volume, node)
+        for node in sorted(volume.holders | volume.waiting):  # the cluster still detaches what it attached
+            self.unpublish(volume, node)
 
     def publish(self, volume: VolumeTruth, node: str) -> None:
         holders_before = volume.holders - {node}
-        conflict = len(holders_before) >= volume.writers
+        conflict = node not in volume.holders and len(holders_before) >= volume.writers
         # A conflicting publish is answered FAILED_PRECONDITION, or ABORTED within the grace period: both refuse.
-        refusal = (_Code.FAILED_PRECONDITION, _Code.ABORTED) if conflict else ()
+        # So may one that only waiting VolumeAttachments stand against: the driver cannot tell them from writers.
+        blockers = (volume.holders | volume.waiting) - {node}
+        refusal = (_Code.FAILED_PRECONDITION, _Code.ABORTED) if len(blockers) >= volume.writers else ()
         request = csi_pb2.ControllerPublishVolumeRequest(
             volume_id=volume.name,
             node_id=node,
@@ -473,8 +491,13 @@ class Worker:
                     "double writer", volume.name, f"ControllerPublish to {node} OK while {held} held it"
                 )
             volume.holders.add(node)
+            volume.waiting.discard(node)
             self._cluster.attached(volume, node)
-        elif node not in volume.holders:
+        elif node in volume.holders:
+            pass  # a repeat for a node that holds the volume: it still does
+        elif answer is not None and self._rng.random() < 0.5:
+            volume.waiting.add(node)  # refused; the VolumeAttachment stays and the attacher tries again later
+        else:
             self.unpublish(volume, node)  # the refused VolumeAttachment is deleted: the attacher detaches
 
     def unpublish(self, volume: VolumeTruth, node: str) -> None:
@@ -485,6 +508,7 @@ class Worker:
         )
         if answer is not None:
             volume.holders.discard(node)
+            volume.waiting.discard(node)
             self._cluster.detached(volume, node)
         self._ledger.intent_done("unpublish")
 
@@ -502,7 +526,7 @@ class Worker:
         wrong: list[str] = []
         backoff = 0.05
         while True:
-            if not self._ctl.serving.wait(max(0.0, deadline - time.monotonic())):
+            if not self._ctl.running.wait(max(0.0, deadline - time.monotonic())):
                 break
             generation = self._ctl.generation
             self._ledger.attempted()
@@ -574,6 +598,8 @@ class MatrixSettings:
     volumes_per_worker: int = 3  # every third one a RWX block volume (live migration)
     intents_between_kills: tuple[int, int] = (3, 14)
     max_kill_delay: float = 0.6  # past the last counted intent, so kills land inside in-flight RPCs
+    startup_kill_share: float = 0.2  # restarts whose new process is killed again while it starts
+    max_startup_kill_delay: float = 1.0  # about a start on a busy machine: the kill lands anywhere in it
 
 
 @dataclass
@@ -581,6 +607,7 @@ class CrashReport:
     settings: MatrixSettings
     ledger: Ledger
     kills: int = 0
+    startup_kills: int = 0
     start_seconds: list[float] = field(default_factory=list)
     elapsed: float = 0.0
     violations: list[Violation] = field(default_factory=list)
@@ -594,7 +621,8 @@ class CrashReport:
         found = ", ".join(f"{n} {k}" for k, n in sorted(self.counts().items())) or "nothing"
         return (
             f"crash matrix seed={self.settings.seed} (RDS_CSI_CRASH_SEED={self.settings.seed} replays it): "
-            f"{self.kills} kills, {sum(ledger.intents.values())} intents ({intents}), {ledger.attempts} RPCs, "
+            f"{self.kills} kills ({self.startup_kills} while starting), "
+            f"{sum(ledger.intents.values())} intents ({intents}), {ledger.attempts} RPCs, "
             f"{self.elapsed:.1f}s (of which restarts {sum(self.start_seconds):.1f}s, "
             f"the slowest {max(self.start_seconds, default=0):.1f}s); "
             f"found: {found}"
@@ -654,8 +682,20 @@ def run_crash_matrix(
     )
     rng = random.Random(settings.seed)
     pause = threading.Event()
+
+    def restart() -> None:
+        _kill(controller, ledger)
+        controller.spawn()
+        if rng.random() < settings.startup_kill_share:
+            pause.wait(rng.uniform(0.0, settings.max_startup_kill_delay))  # wherever its start has got to
+            _kill(controller, ledger)
+            report.startup_kills += 1
+            controller.spawn()
+        controller.wait_ready()
+
     try:
-        controller.start()
+        controller.spawn()
+        controller.wait_ready()
         workers = [Worker(controller, cluster, ledger, group, f"{settings.seed}-{i}") for i, group in enumerate(groups)]
         for worker in workers:
             worker.start()
@@ -664,20 +704,18 @@ def run_crash_matrix(
             if not ledger.wait_done(target, INTENT_DEADLINE * 2):
                 raise TimeoutError(f"no progress towards {target} intents:\n{report.details()}")
             pause.wait(rng.uniform(0.0, settings.max_kill_delay))  # a random point inside the RPCs in flight
-            _kill(controller, ledger, report)
-            controller.start()
+            restart()
         for worker in workers:
             worker.stop(INTENT_DEADLINE * 2)
             if worker.error is not None:
                 raise worker.error
-        _kill(controller, ledger, report)  # once more at rest: what the client holds must survive a restart
-        controller.start()
+        restart()  # once more at rest: what the client holds must survive a restart
         prober = Worker(controller, cluster, ledger, [], f"{settings.seed}-probe")
         for volume in ledger.volumes.values():
             _probe_holds(prober, volume)
         report.violations.extend(compare_with_rds(list(ledger.volumes.values()), sim.state()))
         for volume in ledger.volumes.values():
-            for node in sorted(volume.holders):
+            for node in sorted(volume.holders | volume.waiting):
                 prober.unpublish(volume, node)
             if volume.state != "absent":
                 prober.delete(volume)
@@ -694,7 +732,7 @@ def run_crash_matrix(
     return report
 
 
-def _kill(controller: KilledController, ledger: Ledger, report: CrashReport) -> None:
+def _kill(controller: KilledController, ledger: Ledger) -> None:
     status = controller.kill()
     if status != -signal.SIGKILL:
         ledger.violation("crashed", "-", f"plugin had exited with {status} before the kill")

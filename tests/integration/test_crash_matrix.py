@@ -54,7 +54,7 @@ def _run(directory: Path, kills: int, *, kubernetes: bool) -> None:
             kube.stop()
         sim.stop()
     print(report.summary())
-    assert report.kills == kills + 1  # one more at rest, before the probes
+    assert report.kills == kills + report.startup_kills + 1  # and one more at rest, before the probes
     if report.violations:
         pytest.fail(report.details(), pytrace=False)
 
