@@ -9,13 +9,16 @@ was in flight. Afterwards the RDS and the publish history are held against what 
 - ``Worker``: the sidecars. Each owns a few volumes and drives them one intent at a time (an intent is sent again,
   same request and same name, until it gets a definitive answer), so a publish to another node is only ever sent
   while the client knows exactly who holds the volume: an OK for a node beyond the volume's writers is a double
-  writer, whatever the timing. A publish that is refused is followed by its unpublish, as the attacher does when
-  the VolumeAttachment goes away.
+  writer, whatever the timing. A refused publish either waits (its VolumeAttachment stays and the attacher tries
+  again later) or is followed by its unpublish, as the attacher does when the VolumeAttachment goes away.
+- ``StaticCluster`` / ``KubeCluster``: what the cluster keeps around the calls (nothing, or PVs and
+  VolumeAttachments in the API emulator, with the attacher's status write arriving late).
 - ``compare_with_rds``: the simulator's own view (its control endpoint, not the driver) against the ledger.
 
 Kill points come from a seeded RNG (a random number of finished intents, then a random short delay, so the kill
-lands inside whatever RPCs are in flight); ``RDS_CSI_CRASH_SEED`` replays a schedule. Threads interleave as they
-do, so a seed replays the mix and the kill schedule, not the exact interleaving. No assertion depends on timing.
+lands inside whatever RPCs are in flight; now and then the new process is killed again while it starts);
+``RDS_CSI_CRASH_SEED`` replays a schedule. Threads interleave as they do, so a seed replays the mix and the kill
+schedule, not the exact interleaving. No assertion depends on timing.
 """
 
 from __future__ import annotations
@@ -321,6 +324,8 @@ class KubeCluster(StaticCluster):
 
     def attached(self, volume: VolumeTruth, node: str) -> None:
         with self._lock:
+            if (volume.name, node) in self._status_writes:
+                return  # a repeated OK: the status is written (or on its way) already
             va = self._vas[volume.name, node]
             write = threading.Timer(self._rng.uniform(0, self.STATUS_DELAY), self._kube.set_attached, (va, True))
             self._status_writes[volume.name, node] = write
