@@ -77,9 +77,11 @@ class PluginZygote:
     """``tests/integration/plugin_zygote.py``: forks plugin processes on request; see its docstring."""
 
     def __init__(self, *, kubernetes: bool) -> None:
-        script = Path(__file__).with_name("plugin_zygote.py")
-        argv = [sys.executable, str(script), *(["--kubernetes"] if kubernetes else [])]
-        self._process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        argv = [sys.executable, "-m", "tests.integration.plugin_zygote", *(["--kubernetes"] if kubernetes else [])]
+        # From the checkout's root, as a module: run as a script, its own directory would come first on sys.path,
+        # and the test packages there (kube, node, simulator, ...) would shadow any top-level module of that name.
+        root = Path(__file__).resolve().parents[2]
+        self._process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=root)
         self._lock = threading.Lock()
 
     def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
