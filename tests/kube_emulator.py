@@ -100,6 +100,7 @@ class KubeEmulator:
         self._history: list[tuple[int, str, str, Obj]] = []  # (resourceVersion, collection, type, object)
         self._rv = 1
         self._oldest_rv = 1  # watches from a version below this get 410 Gone
+        self._last_change: dict[str, int] = {}  # collection -> resourceVersion of its newest change
         self._drop_generation = 0
         self._open_watches = 0
         self._failures: list[tuple[int, str | None]] = []  # (status, only for this path)
@@ -317,6 +318,12 @@ class KubeEmulator:
         with self._cond:
             return self._open_watches
 
+    def volume_attachments_version(self) -> int:
+        """The resourceVersion of the newest VolumeAttachment change (0 before any): a watcher that has seen it
+        has seen every change to them."""
+        with self._cond:
+            return self._last_change.get(VAS.collection, 0)
+
     def watch_count(self) -> int:
         """Watch requests served so far (a reconnecting client adds one per attempt)."""
         with self._cond:
@@ -326,6 +333,7 @@ class KubeEmulator:
 
     def _record(self, resource: _Resource, kind: str, obj: Obj) -> None:
         self._history.append((self._rv, resource.collection, kind, copy.deepcopy(obj)))
+        self._last_change[resource.collection] = self._rv
         self._cond.notify_all()
 
     def _put(self, resource: _Resource, namespace: str | None, obj: Obj) -> Obj:

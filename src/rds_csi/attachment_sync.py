@@ -142,6 +142,11 @@ class KubeAttachmentSync:
         self._va_watcher.stop()
         self._node_watcher.stop()
 
+    @property
+    def volume_attachments_version(self) -> str | None:
+        """The resourceVersion up to which VolumeAttachment changes have been applied to the manager."""
+        return self._va_watcher.delivered_version
+
     def _on_va_event(self, kind: str, record: VolumeAttachmentRecord) -> None:
         pv = self._pvs.get(record.volume_id)
         if pv is None and kind != "DELETED":

@@ -14,7 +14,9 @@ from enum import StrEnum
 from typing import Any
 
 from rds_csi import DEFAULT_DRIVER_NAME
+from rds_csi.errors import InvalidArgument
 from rds_csi.netaddr import is_host
+from rds_csi.nqn import validate_nqn
 
 ENV_PREFIX = "RDS_CSI_"
 
@@ -131,6 +133,8 @@ class NodeConfig:
     host_nqn_file: str
     max_volumes_per_node: int  # 0: no limit
     host_nqn_recheck_interval: float
+    host_id_file: str
+    managed_nqn_prefix: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -529,6 +533,19 @@ ATTACH_OPTIONS: tuple[OptionSpec, ...] = (
 )
 
 
+def _managed_nqn_prefix(raw: str) -> str:
+    prefix = raw.strip()
+    # At least a naming authority and its colon: a shorter prefix ("nqn.") would claim every subsystem on the host,
+    # boot volumes included, for disconnects and clean-ups.
+    try:
+        valid = ":" in prefix and bool(validate_nqn(prefix + "x"))
+    except InvalidArgument:
+        valid = False
+    if not valid:
+        raise ValueError(f"must be an NQN up to and past its authority's ':' (nqn.2000-02.com.mikrotik:), got {raw!r}")
+    return prefix
+
+
 NODE_OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         "host_nqn_file",
@@ -551,6 +568,22 @@ NODE_OPTIONS: tuple[OptionSpec, ...] = (
         _float_between(1, 86400),
         "how often the node plugin checks that its Node still carries its host-NQN annotation (restored if not)",
         "SECONDS",
+    ),
+    OptionSpec(
+        "host_id_file",
+        "/etc/nvme/hostid",
+        _absolute_path,
+        "the node's NVMe host ID (nvme-cli's file); when missing, the UUID of a uuid-form host NQN (else a random "
+        "one) is saved there",
+        "FILE",
+    ),
+    OptionSpec(
+        "managed_nqn_prefix",
+        "nqn.2000-02.com.mikrotik:",
+        _managed_nqn_prefix,
+        "only NVMe subsystems whose NQN starts with this are ever disconnected or cleaned up by the node plugin "
+        "(others, a boot volume for one, are never touched)",
+        "PREFIX",
     ),
 )
 

@@ -161,7 +161,9 @@ def run_demo(out: TextIO) -> int:
             "kube_api": "off",
             "static_nodes": "demo-node,demo-node-2",
             "state_dir": f"{workdir}/attachments",  # without a Kubernetes API, attachments are kept on disk
-            "host_nqn_file": f"{workdir}/hostnqn",  # the demo must not give this machine an NVMe identity
+            # The demo must not give this machine an NVMe identity.
+            "host_nqn_file": f"{workdir}/hostnqn",
+            "host_id_file": f"{workdir}/hostid",
         },
         {},
     )

@@ -41,6 +41,38 @@ class FailedPrecondition(RdsCsiError):
     """The system is not in a state that allows the operation (for example: volume attached elsewhere)."""
 
 
+class FormatRefused(FailedPrecondition):
+    """A device was not formatted because it may hold data, or could not be proven blank.
+
+    FAILED_PRECONDITION rather than INTERNAL: the driver did what it must, and it is the device's state that has to
+    change (an operator wipes or inspects it, or a flaky probe starts answering). INTERNAL would read as a driver
+    bug. The kubelet retries NodeStageVolume on either code, so a transient probe failure still gets retried.
+    ``reason`` is a short fixed word (``signature``, ``ambivalent``, ``probe-failed``, ``timeout``, ``unreadable``)
+    fit for a metric label.
+    """
+
+    def __init__(self, device: str, reason: str, detail: str) -> None:
+        super().__init__(f"formatting {device} was refused to protect data: {detail}")
+        self.device = device
+        self.reason = reason
+
+
+class MountConflict(FailedPrecondition):
+    """A mount target already shows something other than what was asked: another device, another directory."""
+
+    def __init__(self, target: str, detail: str) -> None:
+        super().__init__(f"{target} {detail}")
+        self.target = target
+
+
+class TargetBusy(FailedPrecondition):
+    """A mount could not be unmounted (or a target removed) because it is still in use."""
+
+    def __init__(self, target: str, detail: str) -> None:
+        super().__init__(f"{target} {detail}")
+        self.target = target
+
+
 class Aborted(RdsCsiError):
     """A conflicting operation is in progress; retry later."""
 

@@ -31,7 +31,13 @@ from rds_csi.csi.server import CsiServer
 from rds_csi.csi.validation import CapacityLimits, ParameterDefaults
 from rds_csi.kube import EventRecorder, KubeApi, KubeAttachmentFacts, KubeSettings
 from rds_csi.kube.kubevirt import KubeVirtMigrations
-from rds_csi.nvme import HOST_NQN_ANNOTATION, HostNqnReporter, ReportSchedule, load_or_create_host_nqn
+from rds_csi.nvme import (
+    HOST_NQN_ANNOTATION,
+    HostNqnReporter,
+    ReportSchedule,
+    load_or_create_host_id,
+    load_or_create_host_nqn,
+)
 from rds_csi.observability.health import HealthRegistry
 from rds_csi.observability.http import ObservabilityServer
 from rds_csi.observability.logging import log_event
@@ -174,23 +180,31 @@ class ControllerParts:
 
 
 class NodeParts:
-    """The node service: its identity for the kubelet, and the host NQN it reports for storage-side fencing."""
+    """The node service: its identity for the kubelet, its NVMe host identity (NQN and ID), and the host NQN it
+    reports for storage-side fencing."""
 
     def __init__(self, config: PluginConfig, kube: KubeApi | None) -> None:
         self._node_id = config.node_id
         self._host_nqn_file = Path(config.node.host_nqn_file)
+        self._host_id_file = Path(config.node.host_id_file)
         self._schedule = ReportSchedule(recheck_interval=config.node.host_nqn_recheck_interval)
         self.kube = kube
         self.reporter: HostNqnReporter | None = None
         self.servicer = NodeServicer(config.node_id, config.node.max_volumes_per_node)
 
     def start(self) -> None:
-        """Settle the host NQN (a bad file stops the start), then report it in the background."""
+        """Settle the host NQN and then the host ID (a bad file stops the start), then report the NQN in the
+        background."""
         try:
             host = load_or_create_host_nqn(self._host_nqn_file)
         except errors.FailedPrecondition as exc:
             raise ConfigError("--host-nqn-file", exc.message) from exc
         log_event(_log, "node.host_nqn", host_nqn=host.nqn, origin=host.origin.value, path=str(self._host_nqn_file))
+        try:
+            host_id = load_or_create_host_id(self._host_id_file, host.nqn)
+        except errors.FailedPrecondition as exc:
+            raise ConfigError("--host-id-file", exc.message) from exc
+        log_event(_log, "node.host_id", host_id=host_id.id, origin=host_id.origin.value, path=str(self._host_id_file))
         if self.kube is None:
             log_event(
                 _log,

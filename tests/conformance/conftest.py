@@ -3,8 +3,6 @@ real HTTPS REST. One simulator and one plugin per backend for the whole session;
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -14,6 +12,7 @@ import pytest
 
 from rds_csi.csi.proto import csi_pb2_grpc
 from tests.support import RunningController, SimulatorAccess, start_controller, start_simulator
+from tests.tempdirs import short_temp_dir
 
 GiB = 1 << 30
 
@@ -31,9 +30,8 @@ class CsiTarget:
 
 @pytest.fixture(scope="session")
 def conformance_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="rds-conf-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    with short_temp_dir("rds-conf-") as path:  # holds the controllers' sockets
+        yield path
 
 
 @pytest.fixture(scope="session")

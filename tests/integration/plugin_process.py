@@ -86,9 +86,11 @@ def start_plugin(socket_path: Path, extra: Sequence[str] = (), env: dict[str, st
         f"unix://{socket_path}",
         "--metrics-address",
         f"127.0.0.1:{port}",
-        # The node service generates a host NQN when the file is missing: never the machine's /etc/nvme.
+        # The node service generates a host NQN and ID when the files are missing: never the machine's /etc/nvme.
         "--host-nqn-file",
         str(socket_path.parent / "hostnqn"),
+        "--host-id-file",
+        str(socket_path.parent / "hostid"),
         *extra,
     ]
     process = subprocess.Popen(

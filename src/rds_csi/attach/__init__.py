@@ -1,6 +1,6 @@
 """Attachment authority of the controller: which nodes hold each volume, and who may attach next.
 
-``decisions`` holds the rules as pure functions (DESIGN.md section 4), ``rebuild`` turns VolumeAttachments into
+``decisions`` holds the rules as pure functions (docs/architecture.md §4), ``rebuild`` turns VolumeAttachments into
 table contents, ``AttachmentManager`` applies both to the native ``AttachmentTable`` with facts, events and
 metrics, ``Reconciler`` runs its periodic clean-up on a thread, and ``AttachmentStateFile`` keeps the table on disk
 where no Kubernetes API does (static mode).

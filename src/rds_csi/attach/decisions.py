@@ -1,7 +1,7 @@
 """The attachment rules as pure functions: an entry, a request, the time and (when asked for) facts in; a Decision out.
 
 Nothing here does I/O or reads a clock. ``AttachmentManager`` takes a snapshot of the table, calls these, fetches
-facts when a decision says ``NeedFacts`` and commits what comes back. DESIGN.md section 4 is the contract; in
+facts when a decision says ``NeedFacts`` and commits what comes back. docs/architecture.md §4 is the contract; in
 short:
 
 * single-node volumes hold at most one node; another node is refused (``conflict``) unless every blocking

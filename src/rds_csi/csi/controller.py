@@ -40,12 +40,13 @@ from rds_csi.csi.validation import (
     validate_capabilities,
     validate_volume_name,
 )
+from rds_csi.nvme import NQN_KEY
 from rds_csi.routeros.volumes import SNAPSHOT_PREFIX, ContentSource, Snapshot, Volume, VolumeBackend
 
 _Cap = csi_pb2.ControllerServiceCapability.RPC.Type
 _TOKEN_RE = re.compile(r"^after:([A-Za-z0-9-]{1,128})$")
 # Extra volume_context key: the node needs the subsystem NQN to find the device.
-CONTEXT_NQN = "nqn"
+CONTEXT_NQN = NQN_KEY
 
 T = TypeVar("T")
 

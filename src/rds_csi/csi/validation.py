@@ -21,6 +21,16 @@ from rds_csi.attach.decisions import (
 )
 from rds_csi.csi.proto import csi_pb2
 from rds_csi.netaddr import is_host
+from rds_csi.nvme import (
+    ADDRESS_KEY,
+    CTRL_LOSS_TMO_KEY,
+    CTRL_LOSS_TMO_RANGE,
+    KEEP_ALIVE_TMO_KEY,
+    KEEP_ALIVE_TMO_RANGE,
+    PORT_KEY,
+    RECONNECT_DELAY_KEY,
+    RECONNECT_DELAY_RANGE,
+)
 from rds_csi.routeros.units import round_up_allocation
 
 GiB = 1 << 30
@@ -44,13 +54,14 @@ MULTI_NODE_BLOCK_MODES = frozenset({_Mode.MULTI_NODE_MULTI_WRITER})
 SUPPORTED_FS_TYPES = ("ext4", "xfs", "ext3")
 DEFAULT_FS_TYPE = "ext4"
 
-# StorageClass parameter keys (camelCase, as the Go driver spelled them: existing StorageClasses carry over).
+# StorageClass parameter keys (camelCase, as the Go driver spelled them: existing StorageClasses carry over). Those
+# the node connects with are copied into volume_context under the same name: the node's reader owns them.
 PARAM_VOLUME_PATH = "volumePath"
-PARAM_NVME_ADDRESS = "nvmeAddress"
-PARAM_NVME_PORT = "nvmePort"
-PARAM_CTRL_LOSS_TMO = "ctrlLossTmo"
-PARAM_RECONNECT_DELAY = "reconnectDelay"
-PARAM_KEEP_ALIVE_TMO = "keepAliveTmo"
+PARAM_NVME_ADDRESS = ADDRESS_KEY
+PARAM_NVME_PORT = PORT_KEY
+PARAM_CTRL_LOSS_TMO = CTRL_LOSS_TMO_KEY
+PARAM_RECONNECT_DELAY = RECONNECT_DELAY_KEY
+PARAM_KEEP_ALIVE_TMO = KEEP_ALIVE_TMO_KEY
 PARAM_MIGRATION_TIMEOUT = MIGRATION_TIMEOUT_KEY
 PARAM_FENCING = "fencing"
 KNOWN_PARAMS = frozenset(
@@ -300,9 +311,11 @@ def parse_parameters(params: Mapping[str, str], defaults: ParameterDefaults) -> 
         volume_path=_volume_path_param(params.get(PARAM_VOLUME_PATH, defaults.volume_path), defaults.volume_path),
         nvme_address=_address_param(params.get(PARAM_NVME_ADDRESS, defaults.nvme_address)),
         nvme_port=_int_param(params, PARAM_NVME_PORT, defaults.nvme_port, 1, 65535),
-        ctrl_loss_tmo=_int_param(params, PARAM_CTRL_LOSS_TMO, defaults.ctrl_loss_tmo, -1, 86400),
-        reconnect_delay=_int_param(params, PARAM_RECONNECT_DELAY, defaults.reconnect_delay, 1, 3600),
-        keep_alive_tmo=None if keep_alive_raw is None else _int_param(params, PARAM_KEEP_ALIVE_TMO, 0, 1, 3600),
+        ctrl_loss_tmo=_int_param(params, PARAM_CTRL_LOSS_TMO, defaults.ctrl_loss_tmo, *CTRL_LOSS_TMO_RANGE),
+        reconnect_delay=_int_param(params, PARAM_RECONNECT_DELAY, defaults.reconnect_delay, *RECONNECT_DELAY_RANGE),
+        keep_alive_tmo=(
+            None if keep_alive_raw is None else _int_param(params, PARAM_KEEP_ALIVE_TMO, 0, *KEEP_ALIVE_TMO_RANGE)
+        ),
         migration_timeout_seconds=_int_param(
             # A StorageClass out of range is refused (the volume_context reader clamps: a PV may be hand-edited).
             params,

@@ -26,9 +26,6 @@ T = TypeVar("T")
 
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
 
-# Real-time slice between checks of the stop flag and the (possibly virtual) clock while backing off.
-_BACKOFF_POLL = 0.05
-
 
 @dataclass(frozen=True, slots=True)
 class WatchTuning:
@@ -66,7 +63,8 @@ class _ListWatch(Generic[T]):
         self._clock = clock
         self._tuning = tuning
         self._known: dict[str, T] = {}
-        self._version: str | None = None
+        self._version: str | None = None  # where the next watch starts
+        self._delivered: str | None = None  # every change up to this resourceVersion went to the callback
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._stream: WatchStream[T] | None = None
@@ -86,6 +84,12 @@ class _ListWatch(Generic[T]):
         """List or watch attempts that failed (each followed by a backoff and a retry)."""
         with self._lock:
             return self._failures
+
+    @property
+    def delivered_version(self) -> str | None:
+        """The resourceVersion (of a list or an event) up to which every change was handed to the callback."""
+        with self._lock:
+            return self._delivered
 
     @property
     def running(self) -> bool:
@@ -127,7 +131,7 @@ class _ListWatch(Generic[T]):
                 log_event(
                     _log, "kube.watch.retry", logging.WARNING, watch=self._name, error=_describe(error), backoff_s=delay
                 )
-                self._backoff(delay)
+                self._clock.wait(self._stopping, delay)
 
     def _relist(self) -> str:
         items, version = self._list_items()
@@ -147,6 +151,8 @@ class _ListWatch(Generic[T]):
                 self._resyncs += 1
         self.synced.set()
         self._version = version
+        with self._lock:
+            self._delivered = version
         return version
 
     def _watch_from(self, version: str) -> None:
@@ -161,6 +167,9 @@ class _ListWatch(Generic[T]):
                     self._version = event.resource_version
                 if event.item is not None:
                     self._apply(event.type, event.item)
+                if event.resource_version is not None:
+                    with self._lock:
+                        self._delivered = event.resource_version
         finally:
             with self._lock:
                 self._stream = None
@@ -186,11 +195,6 @@ class _ListWatch(Generic[T]):
         except Exception:
             # A failing consumer must not stop the stream, or every later change would be lost with it.
             _log.exception("kube.watch.callback_failed watch=%s type=%s", self._name, kind)
-
-    def _backoff(self, delay: float) -> None:
-        until = self._clock.now() + delay
-        while not self._stopping.is_set() and self._clock.now() < until:
-            self._stopping.wait(_BACKOFF_POLL)
 
 
 class VolumeAttachmentWatcher(_ListWatch[VolumeAttachmentRecord]):

@@ -98,12 +98,12 @@ def _create(path: Path, product_uuid_file: Path, random_uuid: Callable[[], uuid.
         host = HostNqn(uuid_host_nqn(found), HostNqnOrigin.DMI)
     else:
         host = HostNqn(uuid_host_nqn(random_uuid()), HostNqnOrigin.RANDOM)
-    _write_atomically(path, host.nqn + "\n")
+    write_atomically(path, host.nqn + "\n")
     log_event(_log, "nvme.host_nqn_generated", path=str(path), host_nqn=host.nqn, origin=host.origin.value)
     return host
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str) -> None:
     """Readers see the old state or the whole new file, never a partial one, even across a crash."""
     path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)

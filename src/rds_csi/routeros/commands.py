@@ -333,8 +333,8 @@ def build_disk_add(
     """``/disk add`` of a file-backed disk, exported over NVMe/TCP unless ``export`` is false.
 
     The NQN is always :func:`nqn_for_volume` of ``slot`` and the backing file must be named ``<slot>.img``
-    (DESIGN.md §3). ``size_bytes`` is rounded **up** to whole MiB. ``copy_from`` makes a copy-on-write copy of
-    the *source disk's backing file path* (``copy-from=/pool/dir/src.img``; RouterOS documentation does not pin
+    (docs/architecture.md §3). ``size_bytes`` is rounded **up** to whole MiB. ``copy_from`` makes a copy-on-write
+    copy of the *source disk's backing file path* (``copy-from=/pool/dir/src.img``; RouterOS documentation does not pin
     down whether ``copy-from`` takes a slot or a file, and a path is the unambiguous choice). A copy takes its
     size from the source, so ``size_bytes`` must be ``None`` with ``copy_from``: grow the copy afterwards with
     :func:`build_disk_resize`. An exported disk needs ``port``; an unexported one (a snapshot) takes none, and

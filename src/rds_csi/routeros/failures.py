@@ -1,4 +1,4 @@
-"""Turn RouterOS error texts into domain exceptions, in one place (DESIGN.md §5).
+"""Turn RouterOS error texts into domain exceptions, in one place (docs/architecture.md §5).
 
 RouterOS reports problems as text: the console prints ``failure: <reason>`` for a refused action, and parser
 errors such as ``syntax error (line 1 column 5)``, ``expected end of command (line 1 column 20)``,

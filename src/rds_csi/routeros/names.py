@@ -24,7 +24,7 @@ from rds_csi.nqn import show_rejected as _show
 from rds_csi.nqn import validate_host_nqn, validate_nqn
 
 SLOT_MAX_LENGTH = 128
-"""Longest slot / volume id accepted (DESIGN.md §3)."""
+"""Longest slot / volume id accepted (docs/architecture.md §3)."""
 
 MIKROTIK_NQN_PREFIX = "nqn.2000-02.com.mikrotik:"
 """Prefix of every subsystem NQN this driver creates; the volume id (lower-cased) follows it."""
@@ -81,7 +81,7 @@ def validate_host_nqns(values: Iterable[object]) -> tuple[str, ...]:
 
 
 def nqn_for_volume(volume_id: object) -> str:
-    """The subsystem NQN of a volume: ``nqn.2000-02.com.mikrotik:<volume id lower-cased>`` (DESIGN.md §3)."""
+    """The subsystem NQN of a volume: ``nqn.2000-02.com.mikrotik:<volume id lower-cased>`` (docs/architecture.md §3)."""
     return validate_nqn(MIKROTIK_NQN_PREFIX + validate_volume_id(volume_id).lower(), "nqn")
 
 
@@ -208,5 +208,5 @@ def confine(base: object, relative_or_abs: object, field: str = "path") -> Route
 
 
 def backing_file_path(base: object, volume_id: object) -> RouterPath:
-    """The backing file of a volume: ``<base>/<volume id>.img`` (DESIGN.md §3)."""
+    """The backing file of a volume: ``<base>/<volume id>.img`` (docs/architecture.md §3)."""
     return parse_router_path(base, "base_path").child(validate_volume_id(volume_id) + ".img")

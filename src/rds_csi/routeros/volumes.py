@@ -1,7 +1,7 @@
 """Volumes and snapshots on the RDS, in CSI terms but without gRPC: what a volume id means on the box.
 
-Names (the compatibility contract, DESIGN.md §3): a volume is the ``/disk`` whose slot is the volume id, backed by
-``<volumePath>/<volume id>.img`` and exported as ``nqn.2000-02.com.mikrotik:<volume id lower-cased>``.
+Names (the compatibility contract, docs/architecture.md §3): a volume is the ``/disk`` whose slot is the volume id,
+backed by ``<volumePath>/<volume id>.img`` and exported as ``nqn.2000-02.com.mikrotik:<volume id lower-cased>``.
 
 A volume created from a source is made in steps: an unexported copy-on-write copy of the source's backing file,
 marked with an NQN that names this volume and that source (``_copy_marker_nqn``), then grown, then exported

@@ -3,8 +3,6 @@ over the real REST protocol. Attachment time is virtual (the plugin's clock), so
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterable, Iterator, Mapping
@@ -20,6 +18,7 @@ from rds_csi.csi.proto import csi_pb2
 from tests.integration.plugin_process import free_port
 from tests.kube_emulator import KubeEmulator
 from tests.support import RunningController, SimulatorAccess, start_controller, start_simulator, wait_until
+from tests.tempdirs import short_temp_dir
 
 GiB = 1 << 30
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
@@ -58,6 +57,16 @@ class Cluster:
             metrics_address=f"127.0.0.1:{self.metrics_port}",
             **self.flags,
         )
+
+    def advance(self, seconds: float) -> None:
+        """Move the controller's clock on once every VolumeAttachment change so far has reached its manager: the
+        watch thread reads the same clock for attachment times and decisions, so an event still in flight would
+        be applied as if it had happened after the advance."""
+        sync = self.ctl.plugin.controller.sync if self.ctl.plugin.controller is not None else None
+        assert sync is not None, "the controller follows no Kubernetes API"
+        target = self.kube.volume_attachments_version()
+        assert wait_until(lambda: int(sync.volume_attachments_version or 0) >= target)
+        self.clock.advance(seconds)
 
     def restart_controller(self) -> None:
         self.ctl.stop()
@@ -136,16 +145,15 @@ def running_cluster(
 ) -> Iterator[Cluster]:
     """A cluster with these Node objects (a mapping gives each node its annotations), torn down afterwards; with
     ``nvmet_data_dir`` the simulator's volumes are real NVMe/TCP targets (inside the test VM)."""
-    directory = Path(tempfile.mkdtemp(prefix="rds-att-"))
-    cluster = Cluster(directory, nvmet_data_dir=nvmet_data_dir, **flags)
-    annotated = nodes if isinstance(nodes, Mapping) else {node: {} for node in nodes}
-    for node, node_annotations in annotated.items():
-        cluster.kube.add_node(node, annotations=dict(node_annotations))
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
-        shutil.rmtree(directory, ignore_errors=True)
+    with short_temp_dir("rds-att-") as directory:  # holds the controller's socket
+        cluster = Cluster(directory, nvmet_data_dir=nvmet_data_dir, **flags)
+        annotated = nodes if isinstance(nodes, Mapping) else {node: {} for node in nodes}
+        for node, node_annotations in annotated.items():
+            cluster.kube.add_node(node, annotations=dict(node_annotations))
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
 
 
 @pytest.fixture
@@ -162,7 +170,7 @@ def test_live_migration_completes_when_the_source_detaches(cluster: Cluster) -> 
     with pytest.raises(grpc.RpcError) as third:
         cluster.publish(volume, "node-c", block_rwx=True)
     assert third.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    cluster.clock.advance(12)
+    cluster.advance(12)
     cluster.detach(volume, "node-a", va_a)
     assert cluster.published(volume) == ["node-b"]
     assert wait_until(lambda: {"MigrationStarted", "MigrationCompleted"} <= set(cluster.event_reasons(volume)))
@@ -187,7 +195,7 @@ def test_expired_migration_admits_no_new_node_until_one_side_detaches(cluster: C
     volume = cluster.volume("pvc-vm-slow", block_rwx=True, migration_timeout=30)
     cluster.attach(volume, "node-a", block_rwx=True)
     va_b = cluster.attach(volume, "node-b", block_rwx=True)
-    cluster.clock.advance(31)
+    cluster.advance(31)
     with pytest.raises(grpc.RpcError) as refused:
         cluster.publish(volume, "node-c", block_rwx=True)
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -292,7 +300,7 @@ def test_single_writer_conflict_then_deleted_node_is_cleared_and_new_node_admitt
         cluster.publish(volume, "node-b", block_rwx=False)
     assert conflict.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert wait_until(lambda: "AttachmentConflict" in cluster.event_reasons(volume))
-    cluster.clock.advance(60)  # past the grace period: the attachment is no longer fresh
+    cluster.advance(60)  # past the grace period: the attachment is no longer fresh
     cluster.kube.delete_node("node-a")  # the node is gone (its VA lingers, as after a node crash)
     assert wait_until(lambda: cluster.published(volume) == [])  # the node watch triggered the reconciler
     assert wait_until(lambda: "StaleAttachmentCleared" in cluster.event_reasons(volume))
@@ -314,7 +322,7 @@ def test_grace_period_answers_aborted_and_never_admits_a_second_writer(cluster: 
     assert retry.value.code() == grpc.StatusCode.ABORTED
     assert "grace period" in (retry.value.details() or "")
     assert cluster.published(volume) == ["node-c"]
-    cluster.clock.advance(31)
+    cluster.advance(31)
     with pytest.raises(grpc.RpcError) as after:
         cluster.publish(volume, "node-b", block_rwx=False)
     assert after.value.code() == grpc.StatusCode.FAILED_PRECONDITION  # node-c is alive: still one writer

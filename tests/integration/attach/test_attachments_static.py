@@ -6,9 +6,7 @@ again on the same state directory, and once killed outright.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +17,7 @@ import pytest
 from rds_csi.csi.proto import csi_pb2, csi_pb2_grpc
 from tests.integration.plugin_process import rds_csi_command, running_plugin
 from tests.support import RunningController, SimulatorAccess, start_controller, start_simulator
+from tests.tempdirs import short_temp_dir
 
 GiB = 1 << 30
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
@@ -76,13 +75,12 @@ class StaticController:
 
 @pytest.fixture
 def static() -> Iterator[StaticController]:
-    directory = Path(tempfile.mkdtemp(prefix="rds-static-"))
-    running = StaticController(directory)
-    try:
-        yield running
-    finally:
-        running.stop()
-        shutil.rmtree(directory, ignore_errors=True)
+    with short_temp_dir("rds-static-") as directory:  # holds the plugin's unix socket
+        running = StaticController(directory)
+        try:
+            yield running
+        finally:
+            running.stop()
 
 
 def code_of(call: Callable[[], object]) -> grpc.StatusCode:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,7 +28,7 @@ class Setup:
         self.kube = KubeEmulator().start()
         self.ctl: RunningController = start_controller(self.sim, "ssh", directory / "o.sock", static_nodes="node-1")
         self.api = KubeApi(KubeSettings(base_url=self.kube.url, request_timeout=2.0))
-        self.clock = ManualClock()
+        self.clock = ManualClock()  # read only by scan_once on the test thread: advancing it races no thread
         self.metrics = Metrics()
 
     def reconciler(self, mode: OrphanMode) -> OrphanReconciler:
@@ -69,9 +67,8 @@ class Setup:
 
 
 @pytest.fixture
-def setup() -> Iterator[Setup]:
-    directory = Path(tempfile.mkdtemp(prefix="rds-orph-"))
-    setup = Setup(directory)
+def setup(short_tmp: Path) -> Iterator[Setup]:
+    setup = Setup(short_tmp)  # holds the controller's socket
     setup.create("pvc-claimed")
     setup.kube.add_pv("pvc-claimed", driver=DEFAULT_DRIVER_NAME)
     setup.create("pvc-orphan")
@@ -85,7 +82,6 @@ def setup() -> Iterator[Setup]:
         yield setup
     finally:
         setup.stop()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_dry_run_reports_ripe_orphans_once_and_touches_nothing(setup: Setup) -> None:

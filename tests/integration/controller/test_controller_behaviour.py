@@ -3,8 +3,6 @@ backend failures. Real gRPC over a unix socket, the simulator over real SSH and 
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
 import time
 import urllib.error
@@ -20,6 +18,7 @@ from rds_csi.csi.proto import csi_pb2
 from rds_csi.simulator import FaultRule
 from tests.integration.plugin_process import free_port
 from tests.support import RunningController, SimulatorAccess, start_controller, start_simulator
+from tests.tempdirs import short_temp_dir
 
 GiB = 1 << 30
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
@@ -40,9 +39,8 @@ def create_request(name: str, size: int = GiB) -> csi_pb2.CreateVolumeRequest:
 
 @pytest.fixture(scope="module")
 def workdir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="rds-ctl-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    with short_temp_dir("rds-ctl-") as path:  # holds the controllers' sockets
+        yield path
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,6 @@ real SSH and REST. The PV a publish comes from may be hand-made, so the request'
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import pytest
 
 from rds_csi.csi.proto import csi_pb2
 from tests.support import RunningController, SimulatorAccess, start_controller, start_simulator
+from tests.tempdirs import short_temp_dir
 
 GiB = 1 << 30
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
@@ -35,9 +34,8 @@ def block(mode: int) -> csi_pb2.VolumeCapability:
 
 @pytest.fixture(scope="module")
 def workdir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="rds-caps-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    with short_temp_dir("rds-caps-") as path:  # holds the plugin's unix socket
+        yield path
 
 
 @pytest.fixture(scope="module")

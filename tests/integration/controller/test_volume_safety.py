@@ -4,8 +4,6 @@ the simulator over real SSH and REST, faults injected into the simulator, what i
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import pytest
 from rds_csi.csi.proto import csi_pb2
 from rds_csi.simulator import FaultRule, LoggedCommand
 from tests.support import RunningController, SimulatorAccess, start_controller, start_simulator
+from tests.tempdirs import short_temp_dir
 
 GiB = 1 << 30
 NQN_PREFIX = "nqn.2000-02.com.mikrotik:"
@@ -33,9 +32,8 @@ def create_request(name: str, size: int = GiB) -> csi_pb2.CreateVolumeRequest:
 
 @pytest.fixture(scope="module")
 def workdir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="rds-safety-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    with short_temp_dir("rds-safety-") as path:  # holds the plugin's unix socket
+        yield path
 
 
 @pytest.fixture(scope="module")

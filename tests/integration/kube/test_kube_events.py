@@ -146,7 +146,7 @@ def test_claim_lookup_is_cached_until_its_ttl_expires(
     recorder.post(bound, "B", "m")
     wait_until(lambda: len(emulator.events()) == 2, what="two events")
     assert pv_reads() == 1
-    clock.advance(61.0)
+    clock.advance(61.0)  # no race: the worker read the clock for the claim's expiry before the POSTs awaited above
     recorder.post(bound, "C", "m")
     wait_until(lambda: len(emulator.events()) == 3, what="the third event")
     assert pv_reads() == 2

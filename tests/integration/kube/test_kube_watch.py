@@ -14,7 +14,8 @@ from rds_csi.kube import KubeApi, NodeWatcher, VolumeAttachmentRecord, VolumeAtt
 from tests.integration.kube.conftest import DRIVER
 from tests.kube_emulator import KubeEmulator, wait_until
 
-# Backoff runs on a ManualClock: a watcher that lost its stream waits until the test moves time on.
+# Backoff runs on a ManualClock: a watcher that lost its stream waits until the test moves time on. A test first
+# waits until the watcher sleeps on the clock (``wait_for_sleepers``): an advance before that would be lost.
 TUNING = WatchTuning(initial_backoff=1.0, max_backoff=4.0, watch_timeout=30)
 
 
@@ -92,6 +93,7 @@ def test_watch_recovers_from_a_dropped_stream_without_a_relist(
     emulator.drop_watches()
     wait_until(lambda: watcher.failure_count == 1, what="the watcher to notice the cut")
     emulator.add_volume_attachment("pvc-1", "worker-1", DRIVER)  # happens while the watcher backs off
+    clock.wait_for_sleepers(1)
     clock.advance(TUNING.initial_backoff)
     wait_until(lambda: seen.has(("ADDED", "pvc-1", True)), what="the change made during the outage")
     assert emulator.watch_count() == watches + 1
@@ -110,6 +112,7 @@ def test_watch_relists_on_410_and_reports_what_changed_meanwhile(
     emulator.delete_volume_attachment(gone)
     emulator.set_attached(kept, False)
     emulator.add_volume_attachment("pvc-3", "worker-2", DRIVER)
+    clock.wait_for_sleepers(1)
     clock.advance(TUNING.initial_backoff)
     wait_until(lambda: watcher.resync_count == 1, what="the re-list")
     wait_until(lambda: len(seen.snapshot()) == 5, what="the differences")
@@ -141,11 +144,15 @@ def test_watcher_started_while_api_is_down_syncs_once_it_is_back(
     emulator.down = True
     watcher.start()
     wait_until(lambda: watcher.failure_count == 1, what="the first failure")
+    clock.wait_for_sleepers(1)
     clock.advance(TUNING.initial_backoff)
     wait_until(lambda: watcher.failure_count == 2, what="the retry")
     assert not watcher.synced.is_set()
     emulator.down = False
-    clock.advance(TUNING.initial_backoff * 2)  # the backoff doubled
+    clock.wait_for_sleepers(1)
+    clock.advance(TUNING.initial_backoff)
+    assert clock.sleepers() == 1  # the backoff doubled: the watcher still has a second to wait
+    clock.advance(TUNING.initial_backoff)
     assert watcher.synced.wait(5)
     assert seen.snapshot() == [("ADDED", "pvc-1", True)]
 
@@ -176,10 +183,13 @@ def test_stop_is_prompt_while_a_long_watch_is_open(watcher: VolumeAttachmentWatc
     assert not watcher.running
 
 
-def test_stop_is_prompt_while_backing_off(emulator: KubeEmulator, watcher: VolumeAttachmentWatcher) -> None:
+def test_stop_is_prompt_while_backing_off(
+    emulator: KubeEmulator, watcher: VolumeAttachmentWatcher, clock: ManualClock
+) -> None:
     emulator.down = True
     watcher.start()
     wait_until(lambda: watcher.failure_count == 1, what="the first failure")
+    clock.wait_for_sleepers(1)
     started = time.monotonic()
     watcher.stop(timeout=5)
     assert time.monotonic() - started < 1.0
@@ -211,6 +221,7 @@ def test_node_watcher_reports_a_node_deleted_during_an_expired_watch(
         emulator.drop_watches()
         wait_until(lambda: watcher.failure_count == 1, what="the watcher to notice the cut")
         emulator.delete_node("worker-1")
+        clock.wait_for_sleepers(1)
         clock.advance(TUNING.initial_backoff)
         wait_until(lambda: deleted == ["worker-1"], what="the deletion found by the re-list")
         assert watcher.resync_count == 1

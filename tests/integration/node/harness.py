@@ -38,7 +38,8 @@ def node_annotations(kube: KubeEmulator) -> dict[str, str]:
 
 
 def node_plugin(directory: Path, kube_api: str, **flags: str) -> Plugin:
-    """``rds-csi plugin --mode node`` with its socket and host NQN file in ``directory``, re-checking every second."""
+    """``rds-csi plugin --mode node`` with its socket and host NQN and ID files in ``directory``, re-checking every
+    second."""
     options: dict[str, str | None] = {
         "mode": "node",
         "node_id": NODE_ID,
@@ -47,6 +48,7 @@ def node_plugin(directory: Path, kube_api: str, **flags: str) -> Plugin:
         "log_level": "warning",
         "kube_api": kube_api,
         "host_nqn_file": str(directory / "nvme" / "hostnqn"),
+        "host_id_file": str(directory / "nvme" / "hostid"),
         "host_nqn_recheck_interval": "1",
         **flags,
     }

@@ -96,6 +96,25 @@ def test_invalid_host_nqn_file_stops_the_node_plugin_before_it_serves(short_tmp:
     assert HOST_NQN_ANNOTATION not in node_annotations(kube)
 
 
+def test_invalid_host_id_file_stops_the_node_plugin_before_it_serves(short_tmp: Path, kube: KubeEmulator) -> None:
+    host_id_file = short_tmp / "nvme" / "hostid"
+    host_id_file.parent.mkdir()
+    host_id_file.write_text("not-a-uuid\n")
+    plugin = node_plugin(short_tmp, kube.url)
+    with pytest.raises(ConfigError) as refused:
+        plugin.start()
+    assert refused.value.option == "--host-id-file"
+    assert str(host_id_file) in str(refused.value)
+    assert not (short_tmp / "node.sock").exists()
+    assert host_id_file.read_text() == "not-a-uuid\n"
+
+
+def test_generated_host_id_is_the_generated_host_nqns_uuid(short_tmp: Path) -> None:
+    with running_node(short_tmp, "off") as node:
+        host_id = (short_tmp / "nvme" / "hostid").read_text()
+        assert node.host_nqn == f"nqn.2014-08.org.nvmexpress:uuid:{host_id.strip()}"
+
+
 def test_without_a_kubernetes_api_the_node_serves_and_says_once_that_fencing_cannot_see_it(
     short_tmp: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

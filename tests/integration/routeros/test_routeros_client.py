@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import gc
 import os
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -40,12 +38,10 @@ TIMEOUT = 1.0
 
 
 @pytest.fixture(scope="module")
-def sim() -> Iterator[SimulatorAccess]:
-    directory = Path(tempfile.mkdtemp(prefix="rds-ros-"))
-    access = start_simulator(directory)
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorAccess]:
+    access = start_simulator(tmp_path_factory.mktemp("routeros-sim"))
     yield access
     access.simulator.stop()
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 def make_client(sim: SimulatorAccess, backend: str, pool_size: int = 2, timeout: float = TIMEOUT) -> RouterOSClient:
@@ -262,12 +258,10 @@ def _open_fds() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def sim_process() -> Iterator[SimulatorProcess]:
-    directory = Path(tempfile.mkdtemp(prefix="rds-simp-"))
-    process = spawn_simulator(directory)
+def sim_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorProcess]:
+    process = spawn_simulator(tmp_path_factory.mktemp("routeros-sim-process"))
     yield process
     process.stop()
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 def process_client(sim: SimulatorProcess, backend: str) -> RouterOSClient:

@@ -44,6 +44,9 @@ from rds_csi.attach.decisions import (
 )
 from rds_csi.attach.rebuild import VolumeAttachmentFact, plan_rebuild
 
+# Reaches rds_csi._native, directly or not: the pure-twin pass runs it too (tests/unit/ci/test_pure_twin_pass.py).
+pytestmark = pytest.mark.native
+
 NOW = 1000.0
 GRACE = 30.0
 VOL = "pvc-1"

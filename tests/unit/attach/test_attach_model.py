@@ -12,12 +12,12 @@ port. After every step:
 
 and after every restart the rebuilt table is exactly what the VolumeAttachments say (a volume's two newest),
 including a restart that falls between a publish answered OK and the attacher writing ``status.attached``.
-``RDS_CSI_LONG=1`` runs > 10^5 steps per table backend instead of a few thousand.
+Sizes follow the Hypothesis profile (tests/conftest.py): a few thousand steps per table backend by default,
+> 10^5 with ``RDS_CSI_LONG=1``.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 from types import ModuleType
@@ -34,14 +34,15 @@ from rds_csi.attach import AttachmentManager, PublishRequest, VolumeAttachmentFa
 from rds_csi.clock import ManualClock
 from rds_csi.observability.metrics import Metrics
 
-LONG = os.environ.get("RDS_CSI_LONG") == "1"
+# Reaches rds_csi._native, directly or not: the pure-twin pass runs it too (tests/unit/ci/test_pure_twin_pass.py).
+pytestmark = pytest.mark.native
+
 STEPS = 30
 SETTINGS = settings(
-    # About 23 steps per example: ~3,500 steps per backend by default, > 10^5 with RDS_CSI_LONG=1.
-    max_examples=4500 if LONG else 150,
+    # An example is about 23 steps, some on real threads: a quarter of the profile's budget, so ~3,500 steps per
+    # backend by default (150 examples) and > 10^5 with RDS_CSI_LONG=1 (5000).
+    max_examples=settings().max_examples // 4,
     stateful_step_count=STEPS,
-    deadline=None,
-    database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 

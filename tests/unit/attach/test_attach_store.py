@@ -22,6 +22,8 @@ from rds_csi.attach.store import LOCK_FILE, STATE_FILE
 from rds_csi.clock import ManualClock
 from rds_csi.observability.metrics import Metrics
 
+pytestmark = pytest.mark.native
+
 EPOCH = 1_700_000_000.0
 
 

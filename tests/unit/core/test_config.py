@@ -15,6 +15,7 @@ from rds_csi.config import (
     RouterOSTransportKind,
     load_plugin_config,
 )
+from rds_csi.routeros.names import MIKROTIK_NQN_PREFIX
 
 
 def load(flags: Mapping[str, str | None] | None = None, env: Mapping[str, str] | None = None) -> PluginConfig:
@@ -32,6 +33,8 @@ def test_defaults_are_the_documented_ones() -> None:
     assert config.node.host_nqn_file == "/etc/nvme/hostnqn"  # nvme-cli's: the host's own NVMe identity
     assert config.node.max_volumes_per_node == 0
     assert config.node.host_nqn_recheck_interval == 300
+    assert config.node.host_id_file == "/etc/nvme/hostid"  # nvme-cli's, next to the host NQN
+    assert config.node.managed_nqn_prefix == MIKROTIK_NQN_PREFIX  # what the controller names volumes' subsystems
 
 
 def test_flag_beats_environment_beats_default() -> None:
@@ -66,12 +69,24 @@ def test_environment_error_names_flag_and_variable() -> None:
         ("host_nqn_file", "etc/nvme/hostnqn", "--host-nqn-file"),
         ("max_volumes_per_node", "-1", "--max-volumes-per-node"),
         ("host_nqn_recheck_interval", "0", "--host-nqn-recheck-interval"),
+        ("host_id_file", "hostid", "--host-id-file"),
+        # A prefix must hold a whole naming authority and its ':'; anything shorter would claim boot volumes too.
+        ("managed_nqn_prefix", "", "--managed-nqn-prefix"),
+        ("managed_nqn_prefix", "nqn.", "--managed-nqn-prefix"),
+        ("managed_nqn_prefix", "nqn.2000-02.com.mikrotik", "--managed-nqn-prefix"),
+        ("managed_nqn_prefix", "nqn.2000-02.com.mikro", "--managed-nqn-prefix"),
+        ("managed_nqn_prefix", "nqn.2000-02.com.mikrotik:a,b", "--managed-nqn-prefix"),
     ],
 )
 def test_bad_value_is_reported_against_its_flag(field: str, value: str, flag: str) -> None:
     with pytest.raises(ConfigError) as info:
         load({"node_id": "node-1", field: value})
     assert info.value.option == flag
+
+
+@pytest.mark.parametrize("prefix", ["nqn.2000-02.com.mikrotik:pvc-", "nqn.2014-08.com.example:storage:"])
+def test_managed_nqn_prefix_may_be_narrower_or_another_authority(prefix: str) -> None:
+    assert load({"node_id": "n", "managed_nqn_prefix": prefix}).node.managed_nqn_prefix == prefix
 
 
 def test_node_id_required_when_node_service_runs() -> None:

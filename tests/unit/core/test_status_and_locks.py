@@ -36,6 +36,12 @@ def test_subclass_of_domain_error_maps_like_its_parent() -> None:
     assert status_for(SlotMissing("gone"))[0] == grpc.StatusCode.NOT_FOUND
 
 
+def test_a_refused_format_is_failed_precondition_with_its_message() -> None:
+    code, message = status_for(errors.FormatRefused("/dev/nvme1n1", "signature", "it holds xfs (filesystem)"))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert message == "formatting /dev/nvme1n1 was refused to protect data: it holds xfs (filesystem)"
+
+
 def test_unexpected_exception_is_internal_with_its_type() -> None:
     code, message = status_for(KeyError("k"))
     assert code == grpc.StatusCode.INTERNAL

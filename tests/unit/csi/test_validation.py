@@ -18,6 +18,9 @@ from rds_csi.csi.validation import (
     validate_volume_name,
 )
 
+# Reaches rds_csi._native, directly or not: the pure-twin pass runs it too (tests/unit/ci/test_pure_twin_pass.py).
+pytestmark = pytest.mark.native
+
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
 MiB = 1 << 20
 DEFAULTS = ParameterDefaults(volume_path="/storage-pool/metal-csi", nvme_address="10.0.0.5")

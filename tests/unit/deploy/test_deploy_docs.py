@@ -5,9 +5,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from rds_csi.csi.validation import FSTYPE_KEY, KNOWN_PARAMS
 
 from .test_deploy_manifests import SECRET_KEYS
+
+# Reaches rds_csi._native, directly or not: the pure-twin pass runs it too (tests/unit/ci/test_pure_twin_pass.py).
+pytestmark = pytest.mark.native
 
 DEPLOY_DOC = Path(__file__).resolve().parents[3] / "docs" / "deploy.md"
 

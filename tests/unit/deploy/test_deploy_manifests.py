@@ -32,6 +32,9 @@ from rds_csi.csi.validation import (
     parse_parameters,
 )
 
+# Reaches rds_csi._native, directly or not: the pure-twin pass runs it too (tests/unit/ci/test_pure_twin_pass.py).
+pytestmark = pytest.mark.native
+
 # PyYAML ships without type hints (and types-PyYAML is not a dependency); it comes with the kubernetes client.
 yaml: Any = importlib.import_module("yaml")
 
@@ -504,6 +507,7 @@ def test_node_host_nqn_file_is_on_the_hosts_writable_etc_nvme(bundle: Bundle) ->
     config = effective_config(bundle, "node", address_for(bundle))
     directory, _, name = config.node.host_nqn_file.rpartition("/")
     assert name == "hostnqn"
+    assert config.node.host_id_file == f"{directory}/hostid"  # the pair lives together, on the same mount
     node = workload(bundle, "node")
     mount = mounts(plugin_container(node))[directory]
     assert not mount.get("readOnly", False)

@@ -44,3 +44,25 @@ def test_built_extension_is_chosen_unless_disabled(value: str) -> None:
     assert _run(_REPORT, **{NO_EXTENSIONS_ENV: value}) == (
         "cython ['cython', 'python'] rds_csi._native.attachment_table"
     )
+
+
+_COMPONENTS = (
+    "import rds_csi._native as n; "
+    "print(n.BACKEND, n.AttachmentTable.__module__, n.find_subsystem.__module__, n.block_size_bytes.__module__)"
+)
+
+
+def test_a_missing_extension_sends_every_component_to_its_twin() -> None:
+    # One process never mixes backends, so BACKEND names what every component runs.
+    hide = "import sys; sys.modules['rds_csi._native.sysfs_scan'] = None; "
+    assert _run(hide + _COMPONENTS) == (
+        "python rds_csi._native.attachment_table_py rds_csi._native.sysfs_scan_py rds_csi._native.ioctls_py"
+    )
+
+
+def test_built_extensions_serve_every_component() -> None:
+    if "cython" not in available_backends():
+        pytest.skip("Cython extensions not built or disabled in this process")
+    assert _run(_COMPONENTS) == (
+        "cython rds_csi._native.attachment_table rds_csi._native.sysfs_scan rds_csi._native.ioctls"
+    )
