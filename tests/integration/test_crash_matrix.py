@@ -72,7 +72,7 @@ def test_kubernetes_mode_survives_15_kills_without_a_second_writer_or_a_leaked_v
 @pytest.mark.timeout(4 * 3600)
 @pytest.mark.skipif(not LONG, reason="long run: RDS_CSI_LONG=1")
 @pytest.mark.parametrize("kubernetes", [False, True], ids=["static", "kubernetes"])
-def test_1000_kills(short_tmp: Path, kubernetes: bool) -> None:
+def test_1000_kills_leave_no_second_writer_and_no_leaked_volume(short_tmp: Path, kubernetes: bool) -> None:
     _run(short_tmp, LONG_KILLS, kubernetes=kubernetes)
 
 
