@@ -219,6 +219,9 @@ class KubeEmulator:
         meta: Obj = {"name": name, "annotations": dict(annotations or {})}
         return self._put(PVS, None, {"metadata": meta, "spec": spec, "status": {"phase": "Bound"}})
 
+    def delete_pv(self, name: str) -> None:
+        self._delete(PVS, None, name)
+
     def add_pvc(self, namespace: str, name: str, *, volume_name: str | None = None) -> Obj:
         spec: Obj = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
         if volume_name is not None:

@@ -9,6 +9,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -103,20 +104,28 @@ class SimulatorProcess:
     def clear_faults(self) -> None:
         urllib.request.urlopen(urllib.request.Request(f"{self.control_url}/faults", method="DELETE"), timeout=5)
 
+    def state(self) -> dict[str, Any]:
+        """What the simulated RDS holds (disks and files, as its REST API shows them), read past the driver."""
+        with urllib.request.urlopen(f"{self.control_url}/state", timeout=10) as answer:
+            state: dict[str, Any] = json.load(answer)
+        return state
+
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(10)
 
 
-def spawn_simulator(directory: Path) -> SimulatorProcess:
+def spawn_simulator(directory: Path, *, profile: str = "zero", persist: bool = False) -> SimulatorProcess:
+    """``persist`` keeps the model in its state directory (``--persist``); ``profile`` is its latency profile."""
     key_file, public_file = write_client_key(directory)
     password_file = directory / "password"
     password_file.write_text(SIM_PASSWORD)
     state = directory / "sim-process"
     argv = [
         *rds_csi_command(), "simulator", "--ssh-port", "0", "--rest-port", "0", "--control-port", "0",
-        "--profile", "zero", "--state-dir", str(state), "--user", SIM_USER,
+        "--profile", profile, "--state-dir", str(state), "--user", SIM_USER,
         "--password-file", str(password_file), "--authorized-keys", str(public_file),
+        *(["--persist"] if persist else []),
     ]  # fmt: skip
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert process.stdout is not None

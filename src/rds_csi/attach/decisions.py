@@ -162,7 +162,7 @@ class Incompatible:
     message: str
 
 
-RefuseKind = Literal["conflict", "third_node", "migration_expired", "migration_not_allowed"]
+RefuseKind = Literal["conflict", "third_node", "migration_expired", "migration_not_allowed", "uncounted_holders"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,6 +322,7 @@ def decide_publish(
     strict_migration: bool = False,
     unconfirmed: bool = False,
     node_volumes: Collection[str] = (),
+    uncounted: Collection[str] = (),
 ) -> PublishDecision:
     """Decide a ControllerPublishVolume.
 
@@ -330,6 +331,9 @@ def decide_publish(
     entry changes. ``unconfirmed``: the requesting node is in ``entry`` only because a VolumeAttachment of it
     exists that is not known to be attached (see ``_publish_unconfirmed``). ``node_volumes``: every volume the
     requesting node holds now (a migration target's included), counted against ``request.max_volumes_per_node``.
+    ``uncounted``: nodes whose VolumeAttachments a rebuild found beyond the two ``entry`` can hold; each may be a
+    writer the previous controller admitted, so while there are any, only a node that already holds the volume is
+    answered OK.
     """
     decision = _decide_publish(
         entry,
@@ -342,6 +346,13 @@ def decide_publish(
         unconfirmed=unconfirmed,
     )
     if isinstance(decision, Admit | ClearStaleThenAdmit):
+        if uncounted:
+            return _refuse(
+                "uncounted_holders",
+                f"volume {request.volume_id} also has VolumeAttachments on {_names(uncounted)}, which a previous "
+                f"controller may have admitted and which do not fit the attachment table; node {request.node_id} is "
+                "refused until they are deleted or a node detaches",
+            )
         return _within_node_limit(decision, request, node_volumes)
     return decision
 

@@ -10,8 +10,9 @@ meanwhile. Events are posted and logged after the lock is released.
 Side state the table has no field for lives here, written in the same critical section as the table change:
 the readonly flag each (volume, node) was published with, and which (volume, node) pairs are held only by a
 VolumeAttachment not known to be attached (unconfirmed: they keep other nodes out, but their own publish is decided
-in full rather than taken as a repeat). A migration's window needs no side state, because the deadline recorded
-when it starts already carries it.
+in full rather than taken as a repeat), and the VolumeAttachments a rebuild found beyond the two nodes a table entry
+holds (uncounted: possible writers the table cannot show, taken into it as soon as it has room). A migration's
+window needs no side state, because the deadline recorded when it starts already carries it.
 """
 
 from __future__ import annotations
@@ -150,6 +151,8 @@ class AttachmentManager:
         self._node_locks = tuple(threading.Lock() for _ in range(_LOCK_STRIPES))
         self._readonly: dict[tuple[str, str], bool] = {}
         self._unconfirmed: set[tuple[str, str]] = set()
+        # volume -> node -> its VolumeAttachment, for those a rebuild could not fit in the table (see rebuild()).
+        self._uncounted: dict[str, dict[str, VolumeAttachmentFact]] = {}
         # When each (volume, node) was last unpublished: a watch event about a VolumeAttachment created before that
         # moment is older news than the unpublish, and must not attach the node again.
         self._unpublished_at: dict[tuple[str, str], float] = {}
@@ -174,6 +177,7 @@ class AttachmentManager:
         with self._timed("unpublish"):
             with self._lock(volume_id):
                 now = self._clock.now()
+                self._forget_uncounted(volume_id, node_id)
                 entry, events = self._settle(volume_id, now)
                 decision = decide_unpublish(entry, node_id, now)
                 events += self._apply(volume_id, entry, decision)
@@ -184,14 +188,24 @@ class AttachmentManager:
 
     def published_nodes(self, volume_id: str) -> list[str]:
         """Nodes holding the volume, in attach order (a migration source first); a node held by a VolumeAttachment
-        not known to be attached is among them (it may be published, and no other node may be until it is gone)."""
-        return list(self._table.nodes(volume_id))
+        not known to be attached is among them (it may be published, and no other node may be until it is gone),
+        and so are uncounted ones, last."""
+        with self._lock(volume_id):
+            uncounted = sorted(self._uncounted.get(volume_id, ()))
+        return [*self._table.nodes(volume_id), *uncounted]
 
     def rebuild(self, records: Iterable[VolumeAttachmentFact]) -> None:
         """Replace all state with what the VolumeAttachments say (see ``rebuild.plan_rebuild``). Migrations whose
         window passed while nobody was watching are failed by the next publish, unpublish or reconcile. For a
         volume with more VolumeAttachments than the table holds, asks which of their nodes are deleted (no lock
-        held): a VolumeAttachment on a deleted node is the one to leave out (see ``plan_rebuild``)."""
+        held): a VolumeAttachment on a deleted node is the one to leave out (see ``plan_rebuild``).
+
+        A volume can have more VolumeAttachments than its entry holds (a migration pair and a third node waiting,
+        say), and one not yet attached may be a publish the previous controller answered OK: which of them is, no
+        VolumeAttachment says. The ones left out stay uncounted holders: they are published nodes, no node that
+        does not hold the volume yet is admitted while any is left, and each joins the entry once it has room (a
+        detach, a deleted VolumeAttachment: the watch delivers that, also for one that vanished during a relist).
+        """
         facts = list(records)
         plan = plan_rebuild(facts, gone_nodes=self._deleted_nodes_of_overflowing_volumes(facts))
         with ExitStack() as held:
@@ -201,6 +215,9 @@ class AttachmentManager:
             self._readonly.clear()
             self._readonly.update(plan.readonly)
             self._unconfirmed = set(plan.unconfirmed)
+            self._uncounted = {}
+            for left_out in plan.left_out:
+                self._uncounted.setdefault(left_out.volume_id, {})[left_out.node_id] = left_out
             with self._gauge_lock:
                 self._migrating = {entry.volume_id for entry in plan.entries if _migration_live(entry)}
                 self._set_gauges()
@@ -210,11 +227,11 @@ class AttachmentManager:
             log_event(
                 _log,
                 "attach.rebuild.left_out",
-                logging.ERROR,
+                logging.WARNING,
                 volume_id=fact.volume_id,
                 node_id=fact.node_id,
                 attached=fact.attached,
-                reason="the volume has two VolumeAttachments that come first (attached ones, then the newest)",
+                reason="the table holds two nodes per volume; this one holds it uncounted until there is room",
             )
         log_event(
             _log,
@@ -244,6 +261,10 @@ class AttachmentManager:
         volume_id = record.volume_id
         with self._lock(volume_id):
             now = self._clock.now()
+            if kind == "DELETED":
+                self._forget_uncounted(volume_id, record.node_id)
+            elif record.node_id in self._uncounted.get(volume_id, {}):
+                self._uncounted[volume_id][record.node_id] = record  # its newest status
             entry, events = self._settle(volume_id, now)
             decision: Decision
             if kind == "DELETED":
@@ -362,6 +383,7 @@ class AttachmentManager:
                     strict_migration=self._strict,
                     unconfirmed=(volume_id, node_id) in self._unconfirmed,
                     node_volumes=self._table.volumes_on_node(node_id) if request.max_volumes_per_node else (),
+                    uncounted=tuple(self._uncounted.get(volume_id, ())),
                 )
                 if not isinstance(decision, NeedFacts):
                     events += self._apply(volume_id, entry, decision)
@@ -474,12 +496,47 @@ class AttachmentManager:
         return self._node_locks[hash(request.node_id) & (_LOCK_STRIPES - 1)]
 
     def _settle(self, volume_id: str, now: float) -> tuple[VolumeEntry | None, list[Event]]:
-        """The volume's entry with an expired migration marked failed (caller holds the volume's lock)."""
-        entry = self._table.get(volume_id)
+        """The volume's entry with its uncounted holders taken in as far as it has room, and an expired migration
+        marked failed (caller holds the volume's lock)."""
+        entry = self._take_in_uncounted(volume_id, self._table.get(volume_id))
         expiry = decide_expiry(entry, now)
         if isinstance(expiry, Nothing):
             return entry, []
         return expiry.new_entry, self._apply(volume_id, entry, expiry)
+
+    def _take_in_uncounted(self, volume_id: str, entry: VolumeEntry | None) -> VolumeEntry | None:
+        """Move uncounted holders into the entry, oldest VolumeAttachment first, while it has room (caller holds
+        the volume's lock); each comes in as the rebuild would have taken it."""
+        waiting = self._uncounted.get(volume_id)
+        for fact in sorted(waiting.values(), key=lambda f: (f.created_at, f.node_id)) if waiting else ():
+            if entry is not None and entry.has_node(fact.node_id):
+                self._forget_uncounted(volume_id, fact.node_id)
+                continue
+            decision = decide_observed_attach(
+                entry,
+                volume_id,
+                fact.node_id,
+                kind=access_kind(fact.multi_node_block),
+                migration_timeout=fact.migration_timeout,
+                now=fact.created_at,
+            )
+            if not isinstance(decision, Sync):
+                break  # full: it stays uncounted
+            self._apply(volume_id, entry, decision)
+            entry = decision.new_entry
+            self._forget_uncounted(volume_id, fact.node_id)
+            if not fact.attached:
+                self._unconfirmed.add((volume_id, fact.node_id))
+            if fact.readonly is not None:
+                self._readonly[volume_id, fact.node_id] = fact.readonly
+        return entry
+
+    def _forget_uncounted(self, volume_id: str, node_id: str) -> None:
+        waiting = self._uncounted.get(volume_id)
+        if waiting is not None:
+            waiting.pop(node_id, None)
+            if not waiting:
+                del self._uncounted[volume_id]
 
     def _apply(self, volume_id: str, entry: VolumeEntry | None, decision: Decision) -> list[Event]:
         """Commit ``decision`` and count it; returns the events to post (caller holds the volume's lock)."""

@@ -41,7 +41,8 @@ class VolumeAttachmentFact:
 class RebuildPlan:
     """The table contents, the readonly flags known per (volume, node), the (volume, node) pairs held only by a
     VolumeAttachment not known to be attached (``unconfirmed``: the manager decides their own publish in full), and
-    the VolumeAttachments left out because the table holds two per volume (the caller reports them)."""
+    the VolumeAttachments left out because the table holds two per volume (the manager keeps them as uncounted
+    holders: any of them may be a writer)."""
 
     entries: tuple[VolumeEntry, ...]
     readonly: Mapping[tuple[str, str], bool]
@@ -59,6 +60,7 @@ def plan_rebuild(facts: Iterable[VolumeAttachmentFact], *, gone_nodes: Collectio
     stays unattached while the attacher retries; the attached ones are the writers), or an attached one that
     outlived its clearing as stale (its node deleted) when a newer one was admitted, whose status may not be
     written yet: that newer one is a writer, and only its deleted node sets the stale one apart.
+    Those left out hold the volume all the same (``AttachmentManager.rebuild``).
     """
     by_volume: dict[str, dict[str, VolumeAttachmentFact]] = {}
     for fact in facts:

@@ -302,6 +302,21 @@ def test_publish_admit_records_node_at_now_and_keeps_last_detach() -> None:
     assert not decision.events[0].warning
 
 
+def test_publish_with_uncounted_holders_admits_nobody_new_and_repeats_for_holders() -> None:
+    # Uncounted: VolumeAttachments a rebuild could not fit in the entry; any of them may be a writer.
+    for entry, request in (
+        (None, publish()),  # nothing in the table, yet c may write
+        (block("a"), publish(multi=True)),  # would start a migration next to a
+        (single("a", at=NOW - 200), publish()),  # a provably stale blocker would otherwise be cleared
+    ):
+        decision = decide_publish(entry, request, NOW, GRACE, facts(a=NODE_GONE), uncounted=("c",))
+        assert isinstance(decision, Refuse), (entry, decision)
+        assert decision.kind == "uncounted_holders"
+        assert "VolumeAttachments on c" in decision.message
+    repeat = decide_publish(block("a", "b"), publish("a", multi=True), NOW, GRACE, uncounted=("c",))
+    assert isinstance(repeat, AlreadyPublished)
+
+
 def test_publish_refused_conflict_names_the_holder_and_warns() -> None:
     decision = decide_publish(single("a"), publish(), NOW, GRACE, facts(a=LIVE))
     assert isinstance(decision, Refuse)

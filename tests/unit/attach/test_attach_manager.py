@@ -666,6 +666,51 @@ def test_va_event_unknown_kind_is_a_value_error(h: Harness) -> None:
         h.manager.apply_va_event("BOOKMARK", fact("a", T0))  # type: ignore[arg-type]
 
 
+def test_rebuild_a_third_volume_attachment_of_a_migration_still_holds_the_volume(h: Harness) -> None:
+    # a attached; c, the migration target, answered OK just before the restart (status not written yet); b is a
+    # third node the attacher keeps retrying. The table keeps a and the newest unattached one, b: c must still count.
+    h.manager.rebuild(
+        [
+            fact("a", T0 - 100, multi_node_block=True),
+            fact("c", T0 - 20, attached=False, multi_node_block=True),
+            fact("b", T0 - 10, attached=False, multi_node_block=True),
+        ]
+    )
+    assert h.nodes() == ["a", "b", "c"]
+    h.clock.advance(60)
+    with pytest.raises(errors.FailedPrecondition, match="VolumeAttachments on c"):
+        h.publish("b", multi_node_block=True)
+    h.publish("a", multi_node_block=True)  # a holder's repeat is still a repeat
+    h.manager.apply_va_event("MODIFIED", fact("c", T0 - 20, multi_node_block=True))  # c's status arrives
+    with pytest.raises(errors.FailedPrecondition):
+        h.publish("b", multi_node_block=True)
+    h.manager.apply_va_event("DELETED", fact("b", T0 - 10, attached=False, multi_node_block=True))
+    h.publish("c", multi_node_block=True)  # in the table now, next to a
+    assert h.nodes() == ["a", "c"]
+    with pytest.raises(errors.FailedPrecondition, match="third node"):
+        h.publish("b", multi_node_block=True)
+
+
+def test_rebuild_a_volume_attachment_left_out_joins_the_entry_once_there_is_room(h: Harness) -> None:
+    # Three nodes still attaching on a single-node volume: any of them may be the one the previous controller
+    # admitted, also the oldest, which the table has no room for.
+    h.manager.rebuild([fact(node, T0 - age, attached=False) for node, age in (("a", 30), ("b", 20), ("c", 10))])
+    h.clock.advance(60)
+    h.manager.apply_va_event("DELETED", fact("c", T0 - 10, attached=False))
+    assert h.nodes() == ["b", "a"]
+    with pytest.raises(errors.Aborted, match="still attached to a"):
+        h.publish("b")  # a holds it as much as b does (and c has just detached: the grace period answers)
+    h.manager.unpublish(VOL, "a")
+    h.publish("b")
+    assert h.nodes() == ["b"]
+
+
+def test_unpublish_of_a_volume_attachment_left_out_releases_it(h: Harness) -> None:
+    h.manager.rebuild([fact(node, T0 - age, attached=False) for node, age in (("a", 30), ("b", 20), ("c", 10))])
+    h.manager.unpublish(VOL, "a")
+    assert h.nodes() == ["b", "c"]
+
+
 # ---- reconcile --------------------------------------------------------------------------------------------------
 
 
