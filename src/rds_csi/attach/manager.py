@@ -207,7 +207,11 @@ class AttachmentManager:
         detach, a deleted VolumeAttachment: the watch delivers that, also for one that vanished during a relist).
         """
         facts = list(records)
-        plan = plan_rebuild(facts, gone_nodes=self._deleted_nodes_of_overflowing_volumes(facts))
+        gone = self._deleted_nodes_of_overflowing_volumes(facts)
+        plan = plan_rebuild(facts, gone_nodes=gone)
+        # A VolumeAttachment on a Node known to be deleted is provably stale (the reconciler's own proof): it is left
+        # out and holds nothing. Every other one left out may be a writer and holds its volume uncounted.
+        holding = [fact for fact in plan.left_out if fact.node_id not in gone]
         with ExitStack() as held:
             for lock in self._locks:
                 held.enter_context(lock)
@@ -216,7 +220,7 @@ class AttachmentManager:
             self._readonly.update(plan.readonly)
             self._unconfirmed = set(plan.unconfirmed)
             self._uncounted = {}
-            for left_out in plan.left_out:
+            for left_out in holding:
                 self._uncounted.setdefault(left_out.volume_id, {})[left_out.node_id] = left_out
             with self._gauge_lock:
                 self._migrating = {entry.volume_id for entry in plan.entries if _migration_live(entry)}
@@ -231,7 +235,9 @@ class AttachmentManager:
                 volume_id=fact.volume_id,
                 node_id=fact.node_id,
                 attached=fact.attached,
-                reason="the table holds two nodes per volume; this one holds it uncounted until there is room",
+                reason="its node is deleted"
+                if fact.node_id in gone
+                else "the table holds two nodes per volume; this one holds it uncounted until there is room",
             )
         log_event(
             _log,

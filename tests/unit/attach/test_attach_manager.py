@@ -544,8 +544,9 @@ def test_rebuild_migration_window_counts_from_the_newer_volume_attachment(h: Har
 @pytest.mark.parametrize("api", ["answers", "unknown"])
 def test_rebuild_of_three_volume_attachments_leaves_out_the_one_on_a_deleted_node(h: Harness, api: str) -> None:
     # "a" was cleared as stale (its Node deleted, its VolumeAttachment not yet), "c" admitted next to "b" and
-    # answered OK just before the restart: "c" writes, so the rebuild must keep it and leave "a" out. With the
-    # Node API unknown, nothing sets "a" apart from a live writer, and the attached ones are kept.
+    # answered OK just before the restart: "c" writes, so the rebuild must keep it and leave "a" out (holding
+    # nothing: its node is gone). With the Node API unknown, nothing sets "a" apart from a live writer: the attached
+    # ones are kept in the table and "c" holds the volume uncounted.
     h.facts.nodes["a"] = False if api == "answers" else None
     h.manager.rebuild(
         [
@@ -554,7 +555,7 @@ def test_rebuild_of_three_volume_attachments_leaves_out_the_one_on_a_deleted_nod
             fact("c", T0 - 1, attached=False, multi_node_block=True),
         ]
     )
-    assert h.nodes() == (["b", "c"] if api == "answers" else ["a", "b"])
+    assert h.nodes() == (["b", "c"] if api == "answers" else ["a", "b", "c"])
     assert ("node", "b") in h.facts.calls  # asked only because the volume has more VolumeAttachments than room
 
 
