@@ -13,8 +13,7 @@ import pytest
 
 from rds_csi.csi.proto import csi_pb2
 from rds_csi.observability.logging import JsonFormatter, TextFormatter
-from tests.support import RunningController, SimulatorAccess, start_controller, start_simulator
-from tests.tempdirs import short_temp_dir
+from tests.support import RunningController, SimulatorAccess, start_controller
 
 GiB = 1 << 30
 INT64_MAX = (1 << 63) - 1
@@ -46,19 +45,6 @@ MALFORMED_CAPABILITIES = {
     ),
     "an access type of a newer spec": unknown_access_type(),
 }
-
-
-@pytest.fixture(scope="module")
-def workdir() -> Iterator[Path]:
-    with short_temp_dir("rds-bad-") as path:  # holds the plugin's unix socket
-        yield path
-
-
-@pytest.fixture(scope="module")
-def sim(workdir: Path) -> Iterator[SimulatorAccess]:
-    access = start_simulator(workdir)
-    yield access
-    access.simulator.stop()
 
 
 @pytest.fixture(scope="module", params=["ssh", "rest"])

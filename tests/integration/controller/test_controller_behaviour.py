@@ -18,7 +18,6 @@ from rds_csi.csi.proto import csi_pb2
 from rds_csi.simulator import FaultRule
 from tests.integration.plugin_process import free_port
 from tests.support import RunningController, SimulatorAccess, start_controller, start_simulator
-from tests.tempdirs import short_temp_dir
 
 GiB = 1 << 30
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
@@ -35,19 +34,6 @@ def create_request(name: str, size: int = GiB) -> csi_pb2.CreateVolumeRequest:
     return csi_pb2.CreateVolumeRequest(
         name=name, volume_capabilities=[mount_cap()], capacity_range=csi_pb2.CapacityRange(required_bytes=size)
     )
-
-
-@pytest.fixture(scope="module")
-def workdir() -> Iterator[Path]:
-    with short_temp_dir("rds-ctl-") as path:  # holds the controllers' sockets
-        yield path
-
-
-@pytest.fixture(scope="module")
-def sim(workdir: Path) -> Iterator[SimulatorAccess]:
-    access = start_simulator(workdir)
-    yield access
-    access.simulator.stop()
 
 
 @pytest.fixture(scope="module", params=["ssh", "rest"])

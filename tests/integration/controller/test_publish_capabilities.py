@@ -10,8 +10,7 @@ import grpc
 import pytest
 
 from rds_csi.csi.proto import csi_pb2
-from tests.support import RunningController, SimulatorAccess, start_controller, start_simulator
-from tests.tempdirs import short_temp_dir
+from tests.support import RunningController, SimulatorAccess, start_controller
 
 GiB = 1 << 30
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
@@ -30,19 +29,6 @@ def block(mode: int) -> csi_pb2.VolumeCapability:
         access_mode=csi_pb2.VolumeCapability.AccessMode(mode=mode),  # type: ignore[arg-type]
         block=csi_pb2.VolumeCapability.BlockVolume(),
     )
-
-
-@pytest.fixture(scope="module")
-def workdir() -> Iterator[Path]:
-    with short_temp_dir("rds-caps-") as path:  # holds the plugin's unix socket
-        yield path
-
-
-@pytest.fixture(scope="module")
-def sim(workdir: Path) -> Iterator[SimulatorAccess]:
-    access = start_simulator(workdir)
-    yield access
-    access.simulator.stop()
 
 
 @pytest.fixture(scope="module", params=["ssh", "rest"])

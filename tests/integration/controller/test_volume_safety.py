@@ -12,8 +12,7 @@ import pytest
 
 from rds_csi.csi.proto import csi_pb2
 from rds_csi.simulator import FaultRule, LoggedCommand
-from tests.support import RunningController, SimulatorAccess, start_controller, start_simulator
-from tests.tempdirs import short_temp_dir
+from tests.support import RunningController, SimulatorAccess, start_controller
 
 GiB = 1 << 30
 NQN_PREFIX = "nqn.2000-02.com.mikrotik:"
@@ -28,19 +27,6 @@ def create_request(name: str, size: int = GiB) -> csi_pb2.CreateVolumeRequest:
     return csi_pb2.CreateVolumeRequest(
         name=name, volume_capabilities=[capability], capacity_range=csi_pb2.CapacityRange(required_bytes=size)
     )
-
-
-@pytest.fixture(scope="module")
-def workdir() -> Iterator[Path]:
-    with short_temp_dir("rds-safety-") as path:  # holds the plugin's unix socket
-        yield path
-
-
-@pytest.fixture(scope="module")
-def sim(workdir: Path) -> Iterator[SimulatorAccess]:
-    access = start_simulator(workdir)
-    yield access
-    access.simulator.stop()
 
 
 @pytest.fixture(scope="module", params=["ssh", "rest"])
