@@ -22,8 +22,8 @@ from rds_csi._native import (
     NodeAttachment,
     VolumeEntry,
     available_backends,
-    extensions_disabled,
 )
+from tests.unit.native.backends import backend_params
 
 pytestmark = pytest.mark.native
 
@@ -31,22 +31,7 @@ SINGLE = AccessKind.SINGLE_NODE
 BLOCK = AccessKind.MULTI_NODE_BLOCK
 
 
-def _backend_params() -> list[Any]:
-    backends = available_backends()
-    params = [pytest.param(backends["python"], id="python")]
-    if "cython" in backends:
-        params.append(pytest.param(backends["cython"], id="cython"))
-    else:
-        reason = (
-            "RDS_CSI_NO_EXTENSIONS is set"
-            if extensions_disabled()
-            else "Cython extension not built (python setup.py build_ext --inplace)"
-        )
-        params.append(pytest.param(None, id="cython", marks=pytest.mark.skip(reason=reason)))
-    return params
-
-
-@pytest.fixture(params=_backend_params())
+@pytest.fixture(params=backend_params(available_backends()))
 def backend(request: pytest.FixtureRequest) -> ModuleType:
     module: ModuleType = request.param
     return module

@@ -10,29 +10,18 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import pytest
 
-from rds_csi._native import available_ioctls, extensions_disabled
+from rds_csi._native import available_ioctls
+from tests.unit.native.backends import backend_params
 
 pytestmark = [pytest.mark.native, pytest.mark.root]
 
 MIB = 1 << 20
 
 
-def _backend_params() -> list[Any]:
-    modules = available_ioctls()
-    params = [pytest.param(modules["python"], id="python")]
-    if "cython" in modules:
-        params.append(pytest.param(modules["cython"], id="cython"))
-    else:
-        reason = "RDS_CSI_NO_EXTENSIONS is set" if extensions_disabled() else "Cython extension not built"
-        params.append(pytest.param(None, id="cython", marks=pytest.mark.skip(reason=reason)))
-    return params
-
-
-@pytest.fixture(params=_backend_params())
+@pytest.fixture(params=backend_params(available_ioctls()))
 def ioctls(request: pytest.FixtureRequest) -> ModuleType:
     module: ModuleType = request.param
     return module

@@ -4,7 +4,6 @@ its pure-Python twin."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -14,9 +13,9 @@ from rds_csi._native import (
     NvmeSubsystem,
     SysfsScanner,
     available_sysfs_scanners,
-    extensions_disabled,
 )
 from tests.nvme_sysfs import SysfsTree
+from tests.unit.native.backends import backend_params
 
 pytestmark = pytest.mark.native
 
@@ -26,22 +25,7 @@ HOST_ID = "5b2c0e44-7a35-4d0a-9f51-3c4e1f0a7d21"
 GIB = 1 << 30
 
 
-def _backend_params() -> list[Any]:
-    scanners = available_sysfs_scanners()
-    params = [pytest.param(scanners["python"], id="python")]
-    if "cython" in scanners:
-        params.append(pytest.param(scanners["cython"], id="cython"))
-    else:
-        reason = (
-            "RDS_CSI_NO_EXTENSIONS is set"
-            if extensions_disabled()
-            else "Cython extension not built (python setup.py build_ext --inplace)"
-        )
-        params.append(pytest.param(None, id="cython", marks=pytest.mark.skip(reason=reason)))
-    return params
-
-
-@pytest.fixture(params=_backend_params())
+@pytest.fixture(params=backend_params(available_sysfs_scanners()))
 def scanner(request: pytest.FixtureRequest) -> SysfsScanner:
     module: SysfsScanner = request.param
     return module
