@@ -56,14 +56,14 @@ from rds_csi import DEFAULT_DRIVER_NAME
 from rds_csi._native import BACKEND, available_backends
 from rds_csi.attach import AttachmentManager, VolumeAttachmentFact
 from rds_csi.attach.rebuild import plan_rebuild
-from rds_csi.attachment_sync import LoggingEventSink, StaticNodeFacts, fact_from_record
-from rds_csi.clock import SystemClock
-from rds_csi.config import load_plugin_config
+from rds_csi.controller.attachment_sync import LoggingEventSink, StaticNodeFacts, fact_from_record
+from rds_csi.core.clock import SystemClock
 from rds_csi.csi.proto import csi_pb2, csi_pb2_grpc
 from rds_csi.kube import KubeApi, KubeSettings
 from rds_csi.observability.logging import configure_logging
 from rds_csi.observability.metrics import Metrics
-from rds_csi.plugin import Plugin
+from rds_csi.plugin.config import load_plugin_config
+from rds_csi.plugin.lifecycle import Plugin
 
 PARTS = ("rebuild", "startup", "publish")
 GiB = 1 << 30

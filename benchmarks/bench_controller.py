@@ -31,10 +31,10 @@ from bench_routeros_backend import (
     write_report,
 )
 
-from rds_csi.config import load_plugin_config
 from rds_csi.csi.proto import csi_pb2, csi_pb2_grpc
 from rds_csi.observability.logging import configure_logging
-from rds_csi.plugin import Plugin
+from rds_csi.plugin.config import load_plugin_config
+from rds_csi.plugin.lifecycle import Plugin
 from rds_csi.simulator import PROFILES
 
 PROFILE = "realistic"

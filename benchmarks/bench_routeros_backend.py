@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import rds_csi
-from rds_csi.backends import ensure_client_key
+from rds_csi.plugin.routeros_factory import ensure_client_key
 from rds_csi.routeros.client import RouterOSClient
 from rds_csi.routeros.names import backing_file_path
 from rds_csi.routeros.rest import RestSettings, RestTransport

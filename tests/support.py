@@ -13,11 +13,11 @@ from typing import Any
 
 import grpc
 
-from rds_csi.backends import ensure_client_key
-from rds_csi.clock import Clock
-from rds_csi.config import load_plugin_config
+from rds_csi.core.clock import Clock
 from rds_csi.csi.proto import csi_pb2_grpc
-from rds_csi.plugin import Plugin
+from rds_csi.plugin.config import load_plugin_config
+from rds_csi.plugin.lifecycle import Plugin
+from rds_csi.plugin.routeros_factory import ensure_client_key
 from rds_csi.simulator import FaultPlan, Simulator, SimulatorConfig
 from tests.integration.plugin_process import rds_csi_command
 

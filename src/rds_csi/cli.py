@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from rds_csi import __version__
-from rds_csi.config import ALL_OPTIONS, ConfigError, OptionSpec, load_plugin_config
+from rds_csi.plugin.config import ALL_OPTIONS, ConfigError, OptionSpec, load_plugin_config
 
 EXIT_USAGE = 2
 EXIT_RUNTIME = 1
@@ -146,8 +146,8 @@ def _fail(message: str, code: int) -> NoReturn:
 def _start_up_failures_as_one_line() -> Iterator[None]:
     """The one place a start-up failure becomes a single line: bad configuration (a flag, or a file a flag
     names) exits 2, anything else that stops the start (an endpoint in use, a missing kernel module) exits 1."""
+    from rds_csi.core.errors import InvalidArgument, RdsCsiError
     from rds_csi.csi.server import EndpointInUse
-    from rds_csi.errors import InvalidArgument, RdsCsiError
 
     try:
         yield
@@ -174,7 +174,7 @@ def run_plugin(flags: Mapping[str, str | None], env: Mapping[str, str]) -> int:
         config = load_plugin_config(flags, env)
         # Imported late so that `--help` and config errors stay fast and need no gRPC.
         from rds_csi.observability.logging import configure_logging
-        from rds_csi.plugin import Plugin
+        from rds_csi.plugin.lifecycle import Plugin
 
         configure_logging(config.log_format.value, config.log_level)
         Plugin(config).run_until_signalled()
@@ -258,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "simulator":
         return run_simulator(args)
     if args.command == "demo":
-        from rds_csi.demo import run_demo
+        from rds_csi.tools.demo import run_demo
 
         return run_demo(sys.stdout)
     raise AssertionError(f"unhandled command {args.command}")  # argparse only accepts known commands

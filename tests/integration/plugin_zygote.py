@@ -21,7 +21,7 @@ import signal
 import sys
 
 import rds_csi.cli
-import rds_csi.plugin  # the heavy imports, made once here instead of in every child
+import rds_csi.plugin.lifecycle  # the heavy imports, made once here instead of in every child
 
 _PR_SET_PDEATHSIG = 1
 

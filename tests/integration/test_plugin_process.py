@@ -142,8 +142,8 @@ def run_with_plugin(short_tmp: Path, lines: str, **options: str) -> subprocess.C
     settings = {"mode": "controller", "endpoint": f"unix://{short_tmp}/csi.sock", "metrics_address": "off", **options}
     script = (
         "import sys, threading\n"
-        "from rds_csi.config import load_plugin_config\n"
-        "from rds_csi.plugin import Plugin\n"
+        "from rds_csi.plugin.config import load_plugin_config\n"
+        "from rds_csi.plugin.lifecycle import Plugin\n"
         f"plugin = Plugin(load_plugin_config({settings!r}, {{}}))\n"
     ) + lines
     return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)

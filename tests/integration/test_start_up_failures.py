@@ -197,8 +197,8 @@ def run_abandoned(short_tmp: Path, temp_root: Path, lines: str) -> subprocess.Co
     }  # fmt: skip
     script = (
         "import threading\n"
-        "from rds_csi.config import load_plugin_config\n"
-        "from rds_csi.plugin import Plugin\n"
+        "from rds_csi.plugin.config import load_plugin_config\n"
+        "from rds_csi.plugin.lifecycle import Plugin\n"
         f"plugin = Plugin(load_plugin_config({settings!r}, {{}}))\n"
     ) + lines
     env = child_env(temp_root)

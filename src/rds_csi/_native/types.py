@@ -1,7 +1,7 @@
 """Value types of the attachment table, shared by the Cython module and its pure-Python twin.
 
 Every check here raises plain ``TypeError``/``ValueError``: ``_native`` sits below the domain layer and must not
-import ``rds_csi.errors``.
+import ``rds_csi.core``.
 """
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Final, Literal
 
-from rds_csi import errors
 from rds_csi._native import AccessKind, Migration, NodeAttachment, VolumeEntry
+from rds_csi.core import errors
 
 DEFAULT_GRACE_SECONDS: Final = 30.0
 MIGRATION_TIMEOUT_KEY: Final = "migrationTimeoutSeconds"

@@ -25,7 +25,6 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager, nullco
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol
 
-from rds_csi import errors
 from rds_csi._native import MAX_NODES, AccessKind, AttachmentTable, VolumeEntry
 from rds_csi.attach.decisions import (
     DEFAULT_GRACE_SECONDS,
@@ -58,7 +57,8 @@ from rds_csi.attach.decisions import (
     decide_va_deleted,
 )
 from rds_csi.attach.rebuild import VolumeAttachmentFact, plan_rebuild
-from rds_csi.clock import Clock
+from rds_csi.core import errors
+from rds_csi.core.clock import Clock
 from rds_csi.observability.logging import log_event
 from rds_csi.observability.metrics import Metrics
 

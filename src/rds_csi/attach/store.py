@@ -25,9 +25,9 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Final
 
-from rds_csi import errors
 from rds_csi.attach.rebuild import VolumeAttachmentFact
-from rds_csi.clock import Clock
+from rds_csi.core import errors
+from rds_csi.core.clock import Clock
 from rds_csi.observability.logging import log_event
 
 _log = logging.getLogger(__name__)

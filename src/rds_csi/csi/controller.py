@@ -14,8 +14,8 @@ from typing import Protocol, TypeVar
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from rds_csi import errors
 from rds_csi.attach import AttachmentManager, PublishRequest, migration_timeout_from_context
+from rds_csi.core import errors
 from rds_csi.csi.locks import LockedServicer, csi_method
 from rds_csi.csi.proto import csi_pb2, csi_pb2_grpc
 from rds_csi.csi.validation import (

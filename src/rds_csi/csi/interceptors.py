@@ -1,6 +1,6 @@
 """One server interceptor for every CSI call: request id, structured log line, metrics, and error mapping.
 
-Servicers raise ``rds_csi.errors`` exceptions; this is where they become gRPC statuses (via ``status_for``), so no
+Servicers raise ``rds_csi.core.errors`` exceptions; this is where they become gRPC statuses (via ``status_for``), so no
 method can forget to map one.
 """
 
@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from rds_csi.core.deadlines import call_deadline
 from rds_csi.csi.status import status_for
-from rds_csi.deadlines import call_deadline
 from rds_csi.observability.logging import REQUEST_ID, log_event
 from rds_csi.observability.metrics import Metrics
 

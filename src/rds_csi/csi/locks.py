@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
-from rds_csi import errors
+from rds_csi.core import errors
 
 Method = TypeVar("Method", bound=Callable[..., Any])
 

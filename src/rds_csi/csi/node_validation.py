@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from rds_csi import errors
+from rds_csi.core import errors
+from rds_csi.core.nqn import validate_nqn
 from rds_csi.csi.proto import csi_pb2
 from rds_csi.csi.validation import AccessType, require, validate_capabilities, validate_volume_name
 from rds_csi.mount import FsType, parse_mount_flags
@@ -25,7 +26,6 @@ from rds_csi.node.requests import (
     UnstageVolume,
     VolumeStatsQuery,
 )
-from rds_csi.nqn import validate_nqn
 from rds_csi.nvme import NQN_KEY, FabricsTarget, target_from_volume_context
 
 PATH_MAX_BYTES = 4095

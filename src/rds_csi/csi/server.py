@@ -19,7 +19,7 @@ from typing import Any
 
 import grpc
 
-from rds_csi.config import Endpoint
+from rds_csi.core.addresses import Endpoint
 from rds_csi.observability.logging import log_event
 
 _log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""The one place that turns ``rds_csi.errors`` exceptions into gRPC status codes and messages.
+"""The one place that turns ``rds_csi.core.errors`` exceptions into gRPC status codes and messages.
 
 A status message travels in the ``grpc-message`` trailer, percent-encoded, and a trailer block beyond gRPC's
 metadata limit (8 KiB by default) is refused by the client as RESOURCE_EXHAUSTED "Stream removed" instead of the
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import grpc
 
-from rds_csi import errors
+from rds_csi.core import errors
 
 STATUS_MESSAGE_LIMIT = 1024
 _CUT = "..."

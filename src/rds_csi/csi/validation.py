@@ -17,15 +17,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
 
-from rds_csi import errors
 from rds_csi.attach.decisions import (
     DEFAULT_MIGRATION_TIMEOUT,
     MAX_MIGRATION_TIMEOUT,
     MIGRATION_TIMEOUT_KEY,
     MIN_MIGRATION_TIMEOUT,
 )
+from rds_csi.core import errors
+from rds_csi.core.addresses import is_host
 from rds_csi.csi.proto import csi_pb2
-from rds_csi.netaddr import is_host
 from rds_csi.nvme import (
     ADDRESS_KEY,
     CTRL_LOSS_TMO_KEY,

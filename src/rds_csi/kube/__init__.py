@@ -1,7 +1,7 @@
 """Kubernetes API access for the controller.
 
 - ``KubeApi`` (configured by ``KubeSettings``): the calls the driver makes, typed records out, failures mapped
-  onto ``rds_csi.errors``.
+  onto ``rds_csi.core.errors``.
 - ``KubeAttachmentFacts``: does a VolumeAttachment or a Node still exist (None when the API cannot tell).
 - ``VolumeAttachmentWatcher`` / ``NodeWatcher``: list-then-watch loops feeding the attachment state.
 - ``EventRecorder``: best-effort events on PVCs that never block the caller.

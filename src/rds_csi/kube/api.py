@@ -1,7 +1,7 @@
 """A thin typed facade over the official Kubernetes client.
 
 Only the calls the driver makes are here. Everything that comes back is turned into small frozen records, and
-every failure is mapped once onto ``rds_csi.errors``: 404 is ``NotFound`` (or ``False`` where the question is
+every failure is mapped once onto ``rds_csi.core.errors``: 404 is ``NotFound`` (or ``False`` where the question is
 "does it exist"), anything that says "try later" (connection errors, timeouts, 5xx, 429, 401/403) is
 ``Unavailable``. Nothing above this module sees a kubernetes model or exception.
 """
@@ -20,8 +20,8 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from rds_csi.deadlines import time_left
-from rds_csi.errors import Internal, InvalidArgument, NotFound, RdsCsiError, Unavailable
+from rds_csi.core.deadlines import time_left
+from rds_csi.core.errors import Internal, InvalidArgument, NotFound, RdsCsiError, Unavailable
 
 T = TypeVar("T")
 

@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from rds_csi.clock import Clock, SystemClock
-from rds_csi.errors import InvalidArgument, NotFound, RdsCsiError
+from rds_csi.core.clock import Clock, SystemClock
+from rds_csi.core.errors import InvalidArgument, NotFound, RdsCsiError
 from rds_csi.kube.api import ClaimRef, EventSpec, KubeApi
 from rds_csi.observability.logging import log_event
 from rds_csi.observability.metrics import Metrics

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 
-from rds_csi.errors import NotFound, RdsCsiError
+from rds_csi.core.errors import NotFound, RdsCsiError
 from rds_csi.kube.api import KubeApi, VolumeAttachmentRecord
 from rds_csi.observability.logging import log_event
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from rds_csi.errors import NotFound, RdsCsiError
+from rds_csi.core.errors import NotFound, RdsCsiError
 from rds_csi.kube.api import KubeApi
 from rds_csi.observability.logging import log_event
 

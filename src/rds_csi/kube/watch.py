@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from rds_csi.clock import Clock
-from rds_csi.errors import RdsCsiError
+from rds_csi.core.clock import Clock
+from rds_csi.core.errors import RdsCsiError
 from rds_csi.kube.api import DEFAULT_WATCH_TIMEOUT, KubeApi, VolumeAttachmentRecord, WatchExpired, WatchStream
 from rds_csi.observability.logging import log_event
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from rds_csi import errors
-from rds_csi.deadlines import time_left
+from rds_csi.core import errors
+from rds_csi.core.deadlines import time_left
 from rds_csi.mount.runner import CommandRunner, CommandTimeout, Completed, SubprocessRunner
 from rds_csi.observability.logging import log_event
 

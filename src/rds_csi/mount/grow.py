@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rds_csi import errors
-from rds_csi.deadlines import time_left
+from rds_csi.core import errors
+from rds_csi.core.deadlines import time_left
 from rds_csi.mount.format import FsType
 from rds_csi.mount.host import HOST, HostPaths
 from rds_csi.mount.mounter import canonical_path, device_number

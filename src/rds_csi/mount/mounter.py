@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 
-from rds_csi import errors
+from rds_csi.core import errors
 from rds_csi.mount import kernel
 from rds_csi.mount.format import FsType
 from rds_csi.mount.host import HOST, HostPaths

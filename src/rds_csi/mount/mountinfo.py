@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from rds_csi import errors
+from rds_csi.core import errors
 
 PROC_SELF_MOUNTINFO = Path("/proc/self/mountinfo")
 

@@ -16,7 +16,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rds_csi import errors
+from rds_csi.core import errors
 
 MS_RDONLY = 1
 MS_NOSUID = 2

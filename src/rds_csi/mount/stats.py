@@ -10,7 +10,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from rds_csi import errors
+from rds_csi.core import errors
 
 # _IOR(0x12, 114, size_t): the request number encodes sizeof(size_t), so compute it rather than hard-code 64-bit.
 BLKGETSIZE64 = (2 << 30) | (ctypes.sizeof(ctypes.c_size_t) << 16) | (0x12 << 8) | 114

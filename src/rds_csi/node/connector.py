@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from rds_csi import errors
-from rds_csi.clock import Clock
+from rds_csi.core import errors
+from rds_csi.core.clock import Clock
 from rds_csi.mount import DeviceNumber
 from rds_csi.nvme import (
     FabricsTarget,

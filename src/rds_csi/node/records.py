@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from rds_csi import errors
+from rds_csi.core import errors
 from rds_csi.mount import FsType, MountOptions
 from rds_csi.node.requests import MountAccess
 from rds_csi.nvme.hostnqn import write_atomically

@@ -28,8 +28,9 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
-from rds_csi import errors, mount
-from rds_csi.clock import Clock
+from rds_csi import mount
+from rds_csi.core import errors
+from rds_csi.core.clock import Clock
 from rds_csi.mount import HostPaths
 from rds_csi.node.connector import Connector
 from rds_csi.node.records import RECORD_SUFFIX, StagedRecord, read_record

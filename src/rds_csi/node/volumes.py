@@ -28,9 +28,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from rds_csi import errors, mount
-from rds_csi.clock import Clock, SystemClock
-from rds_csi.deadlines import time_left
+from rds_csi import mount
+from rds_csi.core import errors
+from rds_csi.core.clock import Clock, SystemClock
+from rds_csi.core.deadlines import time_left
 from rds_csi.mount import DeviceNumber, FsType, HostPaths, MountEntry, MountTable, VolumeCondition
 from rds_csi.mount.runner import CommandRunner
 from rds_csi.node.connector import BlockDevice, Connector, Subsystem

@@ -16,9 +16,9 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-from rds_csi import errors
 from rds_csi._native import NvmeNamespace
-from rds_csi.clock import Clock
+from rds_csi.core import errors
+from rds_csi.core.clock import Clock
 from rds_csi.nvme.fabrics import (
     DELETING_STATES,
     FabricsTarget,
@@ -84,7 +84,7 @@ class NvmeConnector:
         return nqn.startswith(self._prefix)
 
     def connect(self, target: FabricsTarget) -> Connection:
-        """Connect ``target`` unless this host already is; the kernel's refusals become ``rds_csi.errors``."""
+        """Connect ``target`` unless this host already is; the kernel's refusals become ``rds_csi.core.errors``."""
         if not self.is_managed(target.nqn):
             raise errors.InvalidArgument(
                 f"nqn {target.nqn} is not under the managed prefix {self._prefix}: the node would never disconnect it"

@@ -18,10 +18,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from rds_csi import errors
 from rds_csi._native import NvmeController, NvmeSubsystem
-from rds_csi.netaddr import is_host
-from rds_csi.nqn import validate_host_nqn, validate_nqn
+from rds_csi.core import errors
+from rds_csi.core.addresses import is_host
+from rds_csi.core.nqn import validate_host_nqn, validate_nqn
 from rds_csi.nvme.hostid import parse_host_id_file
 
 # volume_context keys (the StorageClass parameter names the controller copies there; rds_csi.csi.validation and

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from rds_csi import errors
-from rds_csi.nqn import UUID_NQN_PREFIX
+from rds_csi.core import errors
+from rds_csi.core.nqn import UUID_NQN_PREFIX
 from rds_csi.nvme.hostnqn import write_atomically
 from rds_csi.observability.logging import log_event
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from rds_csi import errors
-from rds_csi.nqn import UUID_NQN_PREFIX, validate_host_nqn
+from rds_csi.core import errors
+from rds_csi.core.nqn import UUID_NQN_PREFIX, validate_host_nqn
 from rds_csi.observability.logging import log_event
 
 _log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ HOST_NQN_ANNOTATION = "rds.csi.srvlab.io/host-nqn"
 
 
 class NodeAnnotations(Protocol):
-    """Read and merge-patch the annotations of a Node; failures raise ``rds_csi.errors`` exceptions."""
+    """Read and merge-patch the annotations of a Node; failures raise ``rds_csi.core.errors`` exceptions."""
 
     def node_annotations(self, name: str) -> dict[str, str]: ...
 

@@ -17,9 +17,9 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from rds_csi import errors
 from rds_csi._native import NvmeNamespace, NvmeSubsystem, SysfsScanner, sysfs_scanner
-from rds_csi.clock import Clock
+from rds_csi.core import errors
+from rds_csi.core.clock import Clock
 from rds_csi.nvme.kernel import DEFAULT_DEV, DEFAULT_SYSFS
 
 SUBSYSTEM_CLASS = "nvme-subsystem"

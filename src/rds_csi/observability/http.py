@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from rds_csi.config import HostPort
+from rds_csi.core.addresses import HostPort
 from rds_csi.observability.health import HealthRegistry
 from rds_csi.observability.logging import log_event
 from rds_csi.observability.metrics import Metrics

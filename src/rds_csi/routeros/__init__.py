@@ -10,12 +10,12 @@ The I/O-free core, usable on its own and shared by both transports:
   line) and :func:`to_rest` (a :class:`RestRequest`, with a lookup step where REST needs an ``.id``).
 * :mod:`.parse` / :mod:`.models` — console text or REST JSON to :class:`Disk`, :class:`FileEntry`,
   :class:`PoolCapacity`, :class:`DiskTraffic`, :class:`SystemResource`.
-* :mod:`.failures` — ``classify_failure`` / ``classify_rest_error``: RouterOS error text to ``rds_csi.errors``.
+* :mod:`.failures` — ``classify_failure`` / ``classify_rest_error``: RouterOS error text to ``rds_csi.core.errors``.
 """
 
 from __future__ import annotations
 
-from rds_csi.nqn import validate_host_nqn, validate_nqn
+from rds_csi.core.nqn import validate_host_nqn, validate_nqn
 from rds_csi.routeros.commands import (
     Arg,
     Command,

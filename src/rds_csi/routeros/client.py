@@ -24,13 +24,13 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
-from rds_csi import errors
-from rds_csi.config import CopyFromForm
-from rds_csi.deadlines import time_left
+from rds_csi.core import errors
+from rds_csi.core.deadlines import time_left
 from rds_csi.observability.logging import log_event
 from rds_csi.observability.metrics import Metrics
 from rds_csi.routeros.commands import (
     Command,
+    CopyFromForm,
     CopySource,
     DiskRef,
     build_disk_add,

@@ -27,9 +27,8 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TypeVar
 
-from rds_csi.config import CopyFromForm
-from rds_csi.errors import Internal, InvalidArgument
-from rds_csi.nqn import validate_nqn
+from rds_csi.core.errors import Internal, InvalidArgument
+from rds_csi.core.nqn import validate_nqn
 from rds_csi.routeros.names import (
     RouterPath,
     nqn_for_volume,
@@ -57,6 +56,20 @@ ID_PLACEHOLDER = "{id}"
 _IDENTIFIER_RE = re.compile(r"[a-z][a-z0-9-]*")
 
 RecordT = TypeVar("RecordT", bound=Mapping[str, object])
+
+
+class CopyFromForm(StrEnum):
+    """How ``/disk add copy-from=`` names its source. Public RouterOS documentation does not settle which one the
+    RDS takes, so the driver sends the configured one and learns from a refusal (``rds_csi.routeros.client``)."""
+
+    FILE = "file"
+    """The source disk's backing file: ``copy-from="/pool/dir/src.img"``."""
+    DISK = "disk"
+    """The source disk itself: ``copy-from=[find slot="src"]`` (REST: ``"copy-from": "src"``)."""
+
+    @property
+    def other(self) -> CopyFromForm:
+        return CopyFromForm.DISK if self is CopyFromForm.FILE else CopyFromForm.FILE
 
 
 class Operator(StrEnum):

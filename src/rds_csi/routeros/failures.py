@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import re
 
-from rds_csi.errors import (
+from rds_csi.core.errors import (
     AlreadyExists,
     Internal,
     InvalidArgument,

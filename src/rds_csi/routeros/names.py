@@ -1,8 +1,8 @@
 """Validation of every name, NQN, port and path that may end up in a RouterOS command.
 
 Everything user-controlled passes through here before a command builder sees it, so the builders only ever
-handle values from a small, documented alphabet (the NQN grammar itself lives in :mod:`rds_csi.nqn`, shared with
-the node side). Each failure raises :class:`rds_csi.errors.InvalidArgument` whose message starts with the name of
+handle values from a small, documented alphabet (the NQN grammar itself lives in :mod:`rds_csi.core.nqn`, shared with
+the node side). Each failure raises :class:`rds_csi.core.errors.InvalidArgument` whose message starts with the name of
 the offending field.
 
 Path model. RouterOS spells the same file two ways: ``/disk`` takes ``file-path=/storage-pool/a/b.img`` (leading
@@ -18,10 +18,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from rds_csi.errors import InvalidArgument
-from rds_csi.errors import quote_input as _show
-from rds_csi.nqn import require_str as _require_str
-from rds_csi.nqn import validate_host_nqn, validate_nqn
+from rds_csi.core.errors import InvalidArgument
+from rds_csi.core.errors import quote_input as _show
+from rds_csi.core.nqn import require_str as _require_str
+from rds_csi.core.nqn import validate_host_nqn, validate_nqn
 
 SLOT_MAX_LENGTH = 128
 """Longest slot / volume id accepted (docs/architecture.md §3)."""

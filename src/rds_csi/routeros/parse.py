@@ -29,7 +29,7 @@ Records come back as ``dict[str, str]`` with two reserved keys that RouterOS nev
 (``".index"``, the printed number) and :data:`FLAGS_KEY` (``".flags"``, the flag letters), present only when
 printed. REST records are plain JSON objects whose values are all strings; ``.id`` is the item id.
 
-Anything that does not fit raises :class:`rds_csi.errors.Internal`: it is an answer we do not understand.
+Anything that does not fit raises :class:`rds_csi.core.errors.Internal`: it is an answer we do not understand.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from rds_csi.errors import Internal, NotFound
+from rds_csi.core.errors import Internal, NotFound
 from rds_csi.routeros.models import Disk, DiskTraffic, FileEntry, PoolCapacity, SystemResource
 from rds_csi.routeros.units import parse_duration, parse_int, parse_percent, parse_rate, parse_size
 

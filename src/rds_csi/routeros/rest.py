@@ -32,7 +32,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, EmptyPoolError, HTTPError, NewConnectionError, SSLError
 
-from rds_csi import errors
+from rds_csi.core import errors
 from rds_csi.observability.logging import log_event
 from rds_csi.routeros.commands import Command, RestRequest, to_rest
 from rds_csi.routeros.failures import classify_rest_error

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 import paramiko
 
-from rds_csi import errors
-from rds_csi.clock import Clock, SystemClock
+from rds_csi.core import errors
+from rds_csi.core.clock import Clock, SystemClock
 from rds_csi.observability.logging import log_event
 from rds_csi.observability.metrics import Metrics
 from rds_csi.routeros.commands import Command, render_cli

@@ -2,14 +2,14 @@
 
 A transport executes one :class:`~rds_csi.routeros.commands.Command` and returns the records RouterOS answered
 (property name -> value, as strings). SSH (``rds_csi.routeros.ssh``) renders the command for the console and
-parses the text; REST (``rds_csi.routeros.rest``) maps it onto ``/rest``. Both raise the same ``rds_csi.errors``.
+parses the text; REST (``rds_csi.routeros.rest``) maps it onto ``/rest``. Both raise the same ``rds_csi.core.errors``.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from rds_csi import errors
+from rds_csi.core import errors
 from rds_csi.routeros.commands import Command
 
 Record = dict[str, str]
@@ -29,7 +29,7 @@ class Transport(Protocol):
     name: str
 
     def execute(self, command: Command, timeout: float) -> list[Record]:
-        """Run ``command``; raise ``rds_csi.errors`` exceptions for RouterOS failures and transport trouble."""
+        """Run ``command``; raise ``rds_csi.core.errors`` exceptions for RouterOS failures and transport trouble."""
         ...
 
     def close(self) -> None: ...

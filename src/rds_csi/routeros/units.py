@@ -21,7 +21,7 @@ import re
 from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from rds_csi.errors import Internal, InvalidArgument
+from rds_csi.core.errors import Internal, InvalidArgument
 
 MIB = 1024 * 1024
 """The allocation unit: every ``file-size`` we render is a whole number of MiB."""

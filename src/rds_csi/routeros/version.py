@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from rds_csi import errors
+from rds_csi.core import errors
 from rds_csi.routeros.models import SystemResource
 
 MINIMUM_VERSION = (7, 21)

@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from rds_csi import errors
-from rds_csi.clock import Clock, SystemClock
+from rds_csi.core import errors
+from rds_csi.core.clock import Clock, SystemClock
 from rds_csi.observability.logging import log_event
 from rds_csi.routeros.client import RouterOSClient
 from rds_csi.routeros.commands import CopySource

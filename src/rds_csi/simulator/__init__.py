@@ -12,7 +12,7 @@ Typical use::
 
 from __future__ import annotations
 
-from rds_csi.simulator.cli import SystemInfo, execute, parse
+from rds_csi.simulator.console import SystemInfo, execute, parse
 from rds_csi.simulator.engine import CommandLog, LoggedCommand, Trickle
 from rds_csi.simulator.faults import PROFILES, FaultInjector, FaultPlan, FaultRule
 from rds_csi.simulator.format import FlagColumn, FlagStyle

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rds_csi.errors import InvalidArgument
+from rds_csi.core.errors import InvalidArgument
 from rds_csi.simulator.engine import CommandLog
 from rds_csi.simulator.faults import FaultInjector, FaultPlan, FaultRule
 from rds_csi.simulator.format import api_value

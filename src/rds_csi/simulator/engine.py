@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from rds_csi.clock import Clock
-from rds_csi.errors import RdsCsiError
-from rds_csi.simulator.cli import Command, Interpreter, SystemInfo, parse, render_error
+from rds_csi.core.clock import Clock
+from rds_csi.core.errors import RdsCsiError
+from rds_csi.simulator.console import Command, Interpreter, SystemInfo, parse, render_error
 from rds_csi.simulator.faults import GARBAGE, Decision, FaultInjector
 from rds_csi.simulator.format import PLAIN_FLAGS, FlagColumn
 from rds_csi.simulator.model import Model

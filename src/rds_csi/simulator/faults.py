@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rds_csi.errors import InvalidArgument
+from rds_csi.core.errors import InvalidArgument
 
 OPS = frozenset({"add", "print", "set", "remove", "monitor", "any"})
 MENUS = frozenset({"disk", "file", "system", "any"})

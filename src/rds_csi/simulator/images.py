@@ -12,7 +12,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from rds_csi.errors import Internal, InvalidArgument
+from rds_csi.core.errors import Internal, InvalidArgument
 
 # ioctl(dest, FICLONE, src): share every extent of src (linux/fs.h _IOW(0x94, 9, int)).
 _FICLONE = 0x40049409

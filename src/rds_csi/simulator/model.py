@@ -1,7 +1,7 @@
 """In-memory RouterOS storage state: the pool partition, file-backed disks and the files behind them.
 
 The model speaks RouterOS: operations take the raw ``key=value`` strings a command or a REST body carries and
-raise ``rds_csi.errors`` exceptions whose message is the reason text the device prints (``not enough space``,
+raise ``rds_csi.core.errors`` exceptions whose message is the reason text the device prints (``not enough space``,
 ``no such item``...). Front ends only render.
 
 Thin provisioning, as a btrfs pool behaves:
@@ -38,7 +38,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from rds_csi.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from rds_csi.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from rds_csi.simulator.dataplane import DataPlane, Export
 
 INITIAL_ALLOCATION = 4096

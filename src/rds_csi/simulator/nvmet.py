@@ -20,7 +20,7 @@ import os
 import threading
 from pathlib import Path
 
-from rds_csi.errors import FailedPrecondition, Internal, InvalidArgument
+from rds_csi.core.errors import FailedPrecondition, Internal, InvalidArgument
 from rds_csi.observability.logging import log_event
 from rds_csi.simulator.dataplane import Export
 from rds_csi.simulator.images import ImageStore

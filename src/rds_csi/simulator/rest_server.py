@@ -21,8 +21,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from rds_csi.errors import InvalidArgument, RdsCsiError
-from rds_csi.simulator.cli import Cond, ItemRefs, TokKind, matches, render_error, resource_pairs, traffic_pairs
+from rds_csi.core.errors import InvalidArgument, RdsCsiError
+from rds_csi.simulator.console import Cond, ItemRefs, TokKind, matches, render_error, resource_pairs, traffic_pairs
 from rds_csi.simulator.engine import Engine
 from rds_csi.simulator.faults import GARBAGE
 from rds_csi.simulator.format import DISK_MENU, FILE_MENU, Menu, api_value

@@ -13,11 +13,11 @@ from datetime import datetime
 from pathlib import Path
 from types import FrameType, TracebackType
 
-from rds_csi.clock import Clock, SystemClock
-from rds_csi.errors import InvalidArgument
+from rds_csi.core.clock import Clock, SystemClock
+from rds_csi.core.errors import InvalidArgument
 from rds_csi.observability.logging import log_event
 from rds_csi.routeros.ssh import host_key_fingerprint
-from rds_csi.simulator.cli import SystemInfo
+from rds_csi.simulator.console import SystemInfo
 from rds_csi.simulator.control import make_control_server
 from rds_csi.simulator.engine import CommandLog, Engine, Trickle
 from rds_csi.simulator.faults import FaultInjector, FaultPlan

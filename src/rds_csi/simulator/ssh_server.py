@@ -27,7 +27,7 @@ from paramiko.common import (
 )
 from paramiko.message import Message
 
-from rds_csi.errors import InvalidArgument
+from rds_csi.core.errors import InvalidArgument
 from rds_csi.observability.logging import log_event
 from rds_csi.simulator.engine import Engine
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from rds_csi import errors
 from rds_csi._native import available_ioctls, available_sysfs_scanners
-from rds_csi.clock import SystemClock
+from rds_csi.core import errors
+from rds_csi.core.clock import SystemClock
 from rds_csi.nvme import (
     Connection,
     FabricsTarget,

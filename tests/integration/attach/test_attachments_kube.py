@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from rds_csi import DEFAULT_DRIVER_NAME
-from rds_csi.clock import ManualClock
+from rds_csi.core.clock import ManualClock
 from rds_csi.csi.proto import csi_pb2
 from tests.integration.plugin_process import free_port
 from tests.kube_emulator import KubeEmulator

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from rds_csi import DEFAULT_DRIVER_NAME
-from rds_csi.clock import ManualClock
-from rds_csi.config import OrphanMode
+from rds_csi.controller.orphans import OrphanReconciler
+from rds_csi.core.clock import ManualClock
+from rds_csi.core.settings import OrphanMode
 from rds_csi.csi.proto import csi_pb2
 from rds_csi.kube import KubeApi, KubeSettings
 from rds_csi.observability.metrics import Metrics
-from rds_csi.orphan_reconciler import OrphanReconciler
 from rds_csi.routeros.names import parse_router_path
 from tests.kube_emulator import KubeEmulator
 from tests.support import RunningController, SimulatorAccess, start_controller, start_simulator

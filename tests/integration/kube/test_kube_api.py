@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rds_csi.errors import Internal, NotFound, RdsCsiError, Unavailable
+from rds_csi.core.errors import Internal, NotFound, RdsCsiError, Unavailable
 from rds_csi.kube import ClaimRef, KubeApi, KubeSettings
 from rds_csi.kube.api import EventSpec
 from tests.integration.kube.conftest import DRIVER, TOKEN

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from rds_csi.clock import ManualClock
-from rds_csi.errors import InvalidArgument
+from rds_csi.core.clock import ManualClock
+from rds_csi.core.errors import InvalidArgument
 from rds_csi.kube import EventRecorder, KubeApi
 from rds_csi.observability.metrics import Metrics
 from tests.integration.kube.conftest import DRIVER

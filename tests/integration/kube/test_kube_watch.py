@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from rds_csi.clock import ManualClock
+from rds_csi.core.clock import ManualClock
 from rds_csi.kube import KubeApi, NodeWatcher, VolumeAttachmentRecord, VolumeAttachmentWatcher, WatchTuning
 from tests.integration.kube.conftest import DRIVER
 from tests.kube_emulator import KubeEmulator, wait_until

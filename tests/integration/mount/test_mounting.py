@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rds_csi import errors
+from rds_csi.core import errors
 from rds_csi.mount import (
     DeviceNumber,
     FsType,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rds_csi import errors
+from rds_csi.core import errors
 from rds_csi.mount import FormatOutcome, FsType, SubprocessRunner, ensure_filesystem, probe_device
 from tests.integration.mount.conftest import XFS_MIN, LoopDevice, LoopDevices, MiB, run
 from tests.mount_runners import Answer, cannot_start, exits, real_except, times_out

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import grpc
 
-from rds_csi.config import load_plugin_config
 from rds_csi.csi.proto import csi_pb2_grpc
 from rds_csi.node.connector import Connector
-from rds_csi.plugin import Plugin
+from rds_csi.plugin.config import load_plugin_config
+from rds_csi.plugin.lifecycle import Plugin
 from tests.kube_emulator import KubeEmulator
 
 NODE_ID = "worker-1"

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rds_csi import errors
+from rds_csi.core import errors
 from rds_csi.mount import DeviceNumber
 from rds_csi.node.connector import LIVE, BlockDevice, Subsystem
 from rds_csi.nvme import FabricsTarget

@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from rds_csi.errors import NotFound
+from rds_csi.core.errors import NotFound
 from rds_csi.kube import KubeApi
 from rds_csi.nvme import HOST_NQN_ANNOTATION, HostNqnReporter, ReportSchedule
 from tests.integration.kube.conftest import TOKEN

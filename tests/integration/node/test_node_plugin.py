@@ -11,9 +11,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from rds_csi.config import ConfigError
 from rds_csi.csi.proto import csi_pb2
 from rds_csi.nvme import HOST_NQN_ANNOTATION
+from rds_csi.plugin.config import ConfigError
 from tests.integration.node.harness import NODE_ID, node_annotations, node_plugin, running_node
 from tests.kube_emulator import KubeEmulator
 from tests.support import wait_until

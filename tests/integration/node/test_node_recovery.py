@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rds_csi.clock import ManualClock
+from rds_csi.core.clock import ManualClock
 from rds_csi.csi.locks import KeyedLocks
 from rds_csi.mount import DeviceNumber, read_mountinfo
 from rds_csi.node.recovery import Recovery

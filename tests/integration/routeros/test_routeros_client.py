@@ -12,7 +12,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from rds_csi import errors
+from rds_csi.core import errors
 from rds_csi.routeros.client import RouterOSClient
 from rds_csi.routeros.models import FileEntry
 from rds_csi.routeros.names import RouterPath, backing_file_path, parse_router_path

@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from rds_csi import errors
+from rds_csi.core import errors
 from rds_csi.csi.status import status_for
 from rds_csi.observability.metrics import Metrics
 from rds_csi.routeros.client import RouterOSClient

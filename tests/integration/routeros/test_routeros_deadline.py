@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from rds_csi import errors
-from rds_csi.deadlines import call_deadline
+from rds_csi.core import errors
+from rds_csi.core.deadlines import call_deadline
 from rds_csi.routeros.client import RouterOSClient
 from rds_csi.routeros.names import backing_file_path
 from rds_csi.routeros.rest import RestSettings, RestTransport

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from rds_csi import errors
-from rds_csi.config import ConfigError
+from rds_csi.core import errors
 from rds_csi.observability.metrics import Metrics
+from rds_csi.plugin.config import ConfigError
 from rds_csi.routeros.client import RouterOSClient
 from rds_csi.routeros.rest import RestSettings, RestTransport
 from rds_csi.routeros.ssh import SshPool, SshSettings, SshTransport

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rds_csi.errors import InvalidArgument
+from rds_csi.core.errors import InvalidArgument
 from rds_csi.simulator import FaultPlan, FaultRule, Simulator, SimulatorConfig
 
 from .conftest import ClientKeys, connect, make_config, run, wait_for

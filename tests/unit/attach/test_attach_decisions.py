@@ -6,7 +6,6 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
-from rds_csi import errors
 from rds_csi._native import AccessKind, Migration, NodeAttachment, VolumeEntry
 from rds_csi.attach.decisions import (
     ATTACHMENT_CONFLICT,
@@ -44,6 +43,7 @@ from rds_csi.attach.decisions import (
     migration_timeout_from_context,
 )
 from rds_csi.attach.rebuild import VolumeAttachmentFact, plan_rebuild
+from rds_csi.core import errors
 
 # Reaches rds_csi._native, directly or not: the pure-twin pass runs it too (tests/unit/ci/test_pure_twin_pass.py).
 pytestmark = pytest.mark.native

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from rds_csi import errors
 from rds_csi._native import AttachmentTable, available_backends
 from rds_csi.attach import (
     AttachmentManager,
@@ -22,7 +21,8 @@ from rds_csi.attach import (
     ReconcileReport,
     VolumeAttachmentFact,
 )
-from rds_csi.clock import ManualClock
+from rds_csi.core import errors
+from rds_csi.core.clock import ManualClock
 from rds_csi.observability.metrics import Metrics
 
 # Reaches rds_csi._native, directly or not: the pure-twin pass runs it too (tests/unit/ci/test_pure_twin_pass.py).

@@ -28,10 +28,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from rds_csi import errors
 from rds_csi._native import AttachmentTable, available_backends
 from rds_csi.attach import AttachmentManager, PublishRequest, VolumeAttachmentFact
-from rds_csi.clock import ManualClock
+from rds_csi.core import errors
+from rds_csi.core.clock import ManualClock
 from rds_csi.observability.metrics import Metrics
 
 # Reaches rds_csi._native, directly or not: the pure-twin pass runs it too (tests/unit/ci/test_pure_twin_pass.py).

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from rds_csi import errors
 from rds_csi._native import AccessKind, AttachmentTable, Migration, NodeAttachment, VolumeEntry, available_backends
 from rds_csi.attach import AttachmentManager, AttachmentStateFile, PublishRequest, VolumeAttachmentFact
 from rds_csi.attach.store import LOCK_FILE, STATE_FILE
-from rds_csi.clock import ManualClock
+from rds_csi.core import errors
+from rds_csi.core.clock import ManualClock
 from rds_csi.observability.metrics import Metrics
 
 pytestmark = pytest.mark.native
@@ -238,7 +238,7 @@ WRITER = textwrap.dedent(
     import sys
     from pathlib import Path
     from rds_csi.attach import AttachmentStateFile, VolumeAttachmentFact
-    from rds_csi.clock import ManualClock
+    from rds_csi.core.clock import ManualClock
 
     store = AttachmentStateFile(Path(sys.argv[1]), ManualClock())
     store.open()

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from rds_csi.clock import ManualClock, SystemClock
+from rds_csi.core.clock import ManualClock, SystemClock
 
 
 class Sleeper:

@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from rds_csi import errors
-from rds_csi.deadlines import call_deadline, time_left
+from rds_csi.core import errors
+from rds_csi.core.deadlines import call_deadline, time_left
 
 
 def test_without_a_call_deadline_the_default_applies() -> None:

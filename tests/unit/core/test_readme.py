@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rds_csi.config import ALL_OPTIONS
+from rds_csi.plugin.config import ALL_OPTIONS
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 

@@ -5,7 +5,7 @@ import threading
 import grpc
 import pytest
 
-from rds_csi import errors
+from rds_csi.core import errors
 from rds_csi.csi.locks import KeyedLocks, LockedServicer, csi_method
 from rds_csi.csi.status import STATUS_MESSAGE_LIMIT, bounded_message, status_for
 

@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from rds_csi.clock import SystemClock
-from rds_csi.config import load_plugin_config
+from rds_csi.core.clock import SystemClock
 from rds_csi.csi.identity import IdentityServicer
 from rds_csi.csi.node import NodeServicer
 from rds_csi.csi.proto import csi_pb2
@@ -15,6 +14,7 @@ from rds_csi.node import NodeVolumes
 from rds_csi.node.connector import KernelConnector
 from rds_csi.observability.health import HealthRegistry
 from rds_csi.observability.metrics import Metrics
+from rds_csi.plugin.config import load_plugin_config
 
 pytestmark = pytest.mark.native  # the node packages load the native scanner and ioctls
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from rds_csi import errors
+from rds_csi.core import errors
 from rds_csi.csi.node_validation import (
     node_access,
     node_path,

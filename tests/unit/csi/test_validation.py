@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from rds_csi import errors
+from rds_csi.core import errors
 from rds_csi.csi.proto import csi_pb2
 from rds_csi.csi.validation import (
     AccessType,

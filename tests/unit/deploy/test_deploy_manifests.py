@@ -23,7 +23,7 @@ import pytest
 
 from rds_csi import DEFAULT_DRIVER_NAME
 from rds_csi.cli import build_parser
-from rds_csi.config import ALL_OPTIONS, ConfigError, Endpoint, PluginConfig, RouterOSTransportKind, load_plugin_config
+from rds_csi.core.addresses import Endpoint
 from rds_csi.csi.validation import (
     FSTYPE_KEY,
     PARAM_MIGRATION_TIMEOUT,
@@ -31,6 +31,7 @@ from rds_csi.csi.validation import (
     ParameterDefaults,
     parse_parameters,
 )
+from rds_csi.plugin.config import ALL_OPTIONS, ConfigError, PluginConfig, RouterOSTransportKind, load_plugin_config
 
 # Reaches rds_csi._native, directly or not: the pure-twin pass runs it too (tests/unit/ci/test_pure_twin_pass.py).
 pytestmark = pytest.mark.native

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from kubernetes import client
 
-from rds_csi.errors import Internal, InvalidArgument
+from rds_csi.core.errors import Internal, InvalidArgument
 from rds_csi.kube import KubeSettings, volume_attachment_name
 from rds_csi.kube.api import (
     EVENT_MESSAGE_LIMIT,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rds_csi import errors
+from rds_csi.core import errors
 from rds_csi.mount import MountOptions, parse_mount_flags
 from rds_csi.mount.options import (
     MS_LAZYTIME,

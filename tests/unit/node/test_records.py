@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rds_csi import errors
+from rds_csi.core import errors
 from rds_csi.mount import FsType, parse_mount_flags
 from rds_csi.node import MountAccess
 from rds_csi.node.records import (

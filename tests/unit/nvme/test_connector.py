@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from rds_csi import errors
-from rds_csi.clock import ManualClock
+from rds_csi.core import errors
+from rds_csi.core.clock import ManualClock
 from rds_csi.nvme import Connection, FabricsTarget, HostIdentity, NamespaceResolver, NvmeConnector
 from tests.nvme_sysfs import FakeNvmeKernel, SysfsTree, Target
 

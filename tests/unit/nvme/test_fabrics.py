@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from rds_csi import errors
 from rds_csi._native import NvmeController, NvmeSubsystem
+from rds_csi.core import errors
 from rds_csi.nvme import FabricsTarget, HostIdentity, target_from_volume_context
 from rds_csi.nvme.fabrics import (
     build_connect_options,

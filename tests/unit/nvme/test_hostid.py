@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rds_csi import errors
+from rds_csi.core import errors
 from rds_csi.nvme import HostId, HostIdOrigin, host_nqn_uuid, load_or_create_host_id, parse_host_id_file
 
 pytestmark = pytest.mark.native  # rds_csi.nvme loads the sysfs scanner and ioctls of rds_csi._native

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from rds_csi.config import CopyFromForm
-from rds_csi.errors import Internal, InvalidArgument
+from rds_csi.core.errors import Internal, InvalidArgument
 from rds_csi.routeros.commands import (
     ID_PLACEHOLDER,
     Arg,
     Command,
     Condition,
+    CopyFromForm,
     CopySource,
     DiskRef,
     Operator,

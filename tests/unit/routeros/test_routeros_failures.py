@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rds_csi.errors import (
+from rds_csi.core.errors import (
     AlreadyExists,
     Internal,
     InvalidArgument,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rds_csi.errors import InvalidArgument
+from rds_csi.core.errors import InvalidArgument
 from rds_csi.routeros.commands import (
     FLAGS,
     VERBS,

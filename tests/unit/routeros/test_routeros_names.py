@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rds_csi.errors import InvalidArgument
-from rds_csi.nqn import validate_host_nqn
+from rds_csi.core.errors import InvalidArgument
+from rds_csi.core.nqn import validate_host_nqn
 from rds_csi.routeros.names import (
     RouterPath,
     backing_file_path,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rds_csi.errors import Internal, NotFound
+from rds_csi.core.errors import Internal, NotFound
 from rds_csi.routeros.models import Disk, DiskTraffic, FileEntry, PoolCapacity, SystemResource
 from rds_csi.routeros.parse import (
     FLAGS_KEY,

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from rds_csi.errors import Internal, InvalidArgument
+from rds_csi.core.errors import Internal, InvalidArgument
 from rds_csi.routeros.units import (
     MAX_FILE_SIZE,
     MIB,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rds_csi.errors import FailedPrecondition
+from rds_csi.core.errors import FailedPrecondition
 from rds_csi.routeros.models import SystemResource
 from rds_csi.routeros.version import UnsupportedRouterOS, check_supported, version_numbers
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from rds_csi.errors import InvalidArgument
+from rds_csi.core.errors import InvalidArgument
 from rds_csi.simulator.faults import PROFILES, FaultInjector, FaultPlan, FaultRule
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rds_csi.errors import Internal, InvalidArgument
+from rds_csi.core.errors import Internal, InvalidArgument
 from rds_csi.simulator.images import ImageStore
 
 MIB = 1024**2

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rds_csi.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from rds_csi.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from rds_csi.simulator.model import INITIAL_ALLOCATION, CopyFromAccepts, Model, parse_size
 
 GIB = 1024**3

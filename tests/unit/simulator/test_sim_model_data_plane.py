@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from rds_csi.errors import FailedPrecondition, Internal, ResourceExhausted
+from rds_csi.core.errors import FailedPrecondition, Internal, ResourceExhausted
 from rds_csi.simulator.dataplane import Export
 from rds_csi.simulator.images import ImageStore
 from rds_csi.simulator.model import Model

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from rds_csi import errors
+from rds_csi.core import errors
 
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("rds_csi_call_deadline", default=None)
 

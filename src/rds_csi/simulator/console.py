@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rds_csi.errors import InvalidArgument, NotFound, RdsCsiError
+from rds_csi.core.errors import InvalidArgument, NotFound, RdsCsiError
 from rds_csi.simulator.format import (
     DISK_MENU,
     FILE_MENU,

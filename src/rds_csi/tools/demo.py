@@ -16,10 +16,10 @@ from typing import TextIO
 
 import grpc
 
-from rds_csi.config import load_plugin_config
 from rds_csi.csi.proto import csi_pb2, csi_pb2_grpc
 from rds_csi.observability.logging import configure_logging
-from rds_csi.plugin import Plugin
+from rds_csi.plugin.config import load_plugin_config
+from rds_csi.plugin.lifecycle import Plugin
 
 GiB = 1 << 30
 _Mode = csi_pb2.VolumeCapability.AccessMode.Mode

@@ -11,10 +11,10 @@ import logging
 import threading
 from datetime import UTC, datetime
 
-from rds_csi import errors
 from rds_csi.attach import AttachmentManager
-from rds_csi.clock import Clock
-from rds_csi.config import OrphanMode
+from rds_csi.core import errors
+from rds_csi.core.clock import Clock
+from rds_csi.core.settings import OrphanMode
 from rds_csi.kube import ClaimRef, KubeApi
 from rds_csi.kube.api import EventSpec
 from rds_csi.observability.logging import log_event
@@ -24,6 +24,7 @@ from rds_csi.routeros.orphans import OrphanCandidate, OrphanScan, age_candidates
 from rds_csi.routeros.volumes import VolumeBackend
 
 _log = logging.getLogger(__name__)
+
 
 EVENT_NAMESPACE = "default"  # where events about cluster-scoped objects (the CSIDriver) are stored
 

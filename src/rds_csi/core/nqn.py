@@ -2,7 +2,7 @@
 
 Pure and import-free of the domain packages (like ``errors``), because both sides of an attachment need it: the
 RouterOS layer validates the NQNs it puts into commands, and the node's NVMe layer validates the host NQN it reads
-from or writes to disk. Failures raise :class:`rds_csi.errors.InvalidArgument` whose message starts with the name
+from or writes to disk. Failures raise :class:`rds_csi.core.errors.InvalidArgument` whose message starts with the name
 of the offending field.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from rds_csi.errors import InvalidArgument, quote_input
+from rds_csi.core.errors import InvalidArgument, quote_input
 
 NQN_MAX_BYTES = 223
 """NVMe limit for an NQN, in bytes of its UTF-8 encoding."""

@@ -15,14 +15,16 @@ from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
-from rds_csi import __version__, errors
+from rds_csi import __version__
 from rds_csi._native import BACKEND as NATIVE_BACKEND
 from rds_csi._native import AttachmentTable
 from rds_csi.attach import AttachmentManager, AttachmentStateFile, EventSink, Reconciler
-from rds_csi.attachment_sync import KubeAttachmentSync, KubeNodeDirectory, LoggingEventSink, StaticNodeFacts
-from rds_csi.backends import RouterOSBackend
-from rds_csi.clock import Clock, SystemClock
-from rds_csi.config import ConfigError, Endpoint, KubeConfig, OrphanMode, PluginConfig, files_read_at_start
+from rds_csi.controller.attachment_sync import KubeAttachmentSync, KubeNodeDirectory, LoggingEventSink, StaticNodeFacts
+from rds_csi.controller.orphans import OrphanReconciler
+from rds_csi.core import errors
+from rds_csi.core.addresses import Endpoint
+from rds_csi.core.clock import Clock, SystemClock
+from rds_csi.core.settings import OrphanMode
 from rds_csi.csi.controller import ControllerServicer, NodeDirectory
 from rds_csi.csi.identity import IdentityServicer
 from rds_csi.csi.interceptors import CsiCallInterceptor
@@ -47,7 +49,8 @@ from rds_csi.observability.health import HealthRegistry
 from rds_csi.observability.http import ObservabilityServer
 from rds_csi.observability.logging import log_event
 from rds_csi.observability.metrics import Metrics
-from rds_csi.orphan_reconciler import OrphanReconciler
+from rds_csi.plugin.config import ConfigError, KubeConfig, PluginConfig, files_read_at_start
+from rds_csi.plugin.routeros_factory import RouterOSBackend
 from rds_csi.routeros.version import UnsupportedRouterOS
 from rds_csi.routeros.volumes import VolumeBackend
 

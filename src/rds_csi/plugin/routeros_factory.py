@@ -12,9 +12,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from rds_csi.config import RouterOSConfig, RouterOSTransportKind
 from rds_csi.observability.logging import log_event
 from rds_csi.observability.metrics import Metrics
+from rds_csi.plugin.config import RouterOSConfig, RouterOSTransportKind
 from rds_csi.routeros.client import RouterOSClient
 from rds_csi.routeros.rest import RestSettings, RestTransport
 from rds_csi.routeros.ssh import SshPool, SshSettings, SshTransport

@@ -12,7 +12,6 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 
-from rds_csi import errors
 from rds_csi.attach import (
     DEFAULT_MIGRATION_TIMEOUT,
     AttachmentManager,
@@ -20,9 +19,10 @@ from rds_csi.attach import (
     VolumeAttachmentFact,
     migration_timeout_from_context,
 )
-from rds_csi.clock import Clock
+from rds_csi.core import errors
+from rds_csi.core.clock import Clock
+from rds_csi.core.nqn import validate_host_nqn
 from rds_csi.kube import KubeApi, NodeWatcher, PvInfo, VolumeAttachmentRecord, VolumeAttachmentWatcher
-from rds_csi.nqn import validate_host_nqn
 from rds_csi.nvme import HOST_NQN_ANNOTATION
 from rds_csi.observability.logging import log_event
 

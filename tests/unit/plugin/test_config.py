@@ -5,10 +5,9 @@ from collections.abc import Mapping
 import pytest
 
 from rds_csi import DEFAULT_DRIVER_NAME
-from rds_csi.config import (
+from rds_csi.core.addresses import Endpoint, HostPort
+from rds_csi.plugin.config import (
     ConfigError,
-    Endpoint,
-    HostPort,
     LogFormat,
     Mode,
     PluginConfig,

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from rds_csi.errors import InvalidArgument
+from rds_csi.core.errors import InvalidArgument
 from rds_csi.routeros.commands import quote as client_quote
 from rds_csi.routeros.parse import FLAGS_KEY, INDEX_KEY, parse_detail, parse_disks, parse_system_resource
-from rds_csi.simulator.cli import FindItems, Interpreter, ItemRefs, SystemInfo, execute, parse, tokenize
+from rds_csi.simulator.console import FindItems, Interpreter, ItemRefs, SystemInfo, execute, parse, tokenize
 from rds_csi.simulator.format import FlagColumn, FlagStyle, human_bytes, print_block, quote
 from rds_csi.simulator.model import Model, Traffic
 

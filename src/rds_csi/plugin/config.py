@@ -14,9 +14,11 @@ from enum import StrEnum
 from typing import Any
 
 from rds_csi import DEFAULT_DRIVER_NAME
-from rds_csi.errors import InvalidArgument
-from rds_csi.netaddr import is_host
-from rds_csi.nqn import validate_nqn
+from rds_csi.core.addresses import Endpoint, HostPort, is_host
+from rds_csi.core.errors import InvalidArgument
+from rds_csi.core.nqn import validate_nqn
+from rds_csi.core.settings import OrphanMode
+from rds_csi.routeros.commands import CopyFromForm
 
 ENV_PREFIX = "RDS_CSI_"
 
@@ -54,41 +56,6 @@ class RouterOSTransportKind(StrEnum):
     SIMULATOR = "simulator"  # the embedded RouterOS simulator on loopback: no hardware, no real storage
 
 
-class CopyFromForm(StrEnum):
-    """How ``/disk add copy-from=`` names its source. Public RouterOS documentation does not settle which one the
-    RDS takes, so the driver sends the configured one and learns from a refusal (``rds_csi.routeros.client``)."""
-
-    FILE = "file"
-    """The source disk's backing file: ``copy-from="/pool/dir/src.img"``."""
-    DISK = "disk"
-    """The source disk itself: ``copy-from=[find slot="src"]`` (REST: ``"copy-from": "src"``)."""
-
-    @property
-    def other(self) -> CopyFromForm:
-        return CopyFromForm.DISK if self is CopyFromForm.FILE else CopyFromForm.FILE
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """Where the CSI gRPC server listens: a unix socket path or a TCP host:port."""
-
-    scheme: str  # "unix" or "tcp"
-    address: str  # socket path, or "host:port"
-
-    def __str__(self) -> str:
-        return f"{self.scheme}://{self.address}"
-
-
-@dataclass(frozen=True, slots=True)
-class HostPort:
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-
 @dataclass(frozen=True, slots=True)
 class RouterOSConfig:
     transport: RouterOSTransportKind
@@ -117,12 +84,6 @@ class VolumeConfig:
     nvme_port: int
     max_volume_bytes: int
     capacity_cache_seconds: float
-
-
-class OrphanMode(StrEnum):
-    OFF = "off"
-    DRY_RUN = "dry-run"
-    DELETE = "delete"
 
 
 @dataclass(frozen=True, slots=True)

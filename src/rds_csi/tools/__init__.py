@@ -1,0 +1,1 @@
+"""Operator commands built on a running plugin: the end-to-end demo."""
