@@ -535,17 +535,21 @@ def decide_unpublish(entry: VolumeEntry | None, node_id: str, now: float) -> Det
     return Detach(_without(entry, (node_id,), now), (event,), end)
 
 
-def decide_va_deleted(entry: VolumeEntry | None, node_id: str, now: float, grace_seconds: float) -> Detach | Nothing:
-    """A VolumeAttachment was deleted: detach, unless the attachment is younger than the grace period.
+def decide_va_deleted(
+    entry: VolumeEntry | None, node_id: str, now: float, grace_seconds: float, *, published_here: bool = True
+) -> Detach | Nothing:
+    """A VolumeAttachment was deleted: detach, unless a publish made the attachment inside the grace period.
 
     A VolumeAttachment's name depends only on driver, volume and node, so the deletion of the previous object
-    can be delivered after a publish for its successor; a fresh attachment is left to the reconciler, which asks
-    the API directly.
+    can be delivered after a publish for its successor; a fresh attachment a publish made is left to the
+    reconciler, which asks the API directly. A hold no publish made (``published_here`` False: it came from the
+    rebuild or the watch, which deliver one object's events in order) belongs to the object just deleted, so it
+    ends with it however fresh; keeping it would block a DeleteVolume until the next reconcile.
     """
     if entry is None:
         return Nothing()
     held = next((node for node in entry.nodes if node.node_id == node_id), None)
-    if held is None or now - held.attached_at < grace_seconds:
+    if held is None or (published_here and now - held.attached_at < grace_seconds):
         return Nothing()
     return decide_unpublish(entry, node_id, now)
 

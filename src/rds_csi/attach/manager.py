@@ -151,6 +151,9 @@ class AttachmentManager:
         self._node_locks = tuple(threading.Lock() for _ in range(_LOCK_STRIPES))
         self._readonly: dict[tuple[str, str], bool] = {}
         self._unconfirmed: set[tuple[str, str]] = set()
+        # (volume, node) pairs a publish of this process admitted or confirmed: only their holds can be outrun by a
+        # lagging watch's deletion of the previous VolumeAttachment of the same name (see decide_va_deleted).
+        self._published_here: set[tuple[str, str]] = set()
         # volume -> node -> its VolumeAttachment, for those a rebuild could not fit in the table (see rebuild()).
         self._uncounted: dict[str, dict[str, VolumeAttachmentFact]] = {}
         # When each (volume, node) was last unpublished: a watch event about a VolumeAttachment created before that
@@ -219,6 +222,7 @@ class AttachmentManager:
             self._readonly.clear()
             self._readonly.update(plan.readonly)
             self._unconfirmed = set(plan.unconfirmed)
+            self._published_here = set()
             self._uncounted = {}
             for left_out in holding:
                 self._uncounted.setdefault(left_out.volume_id, {})[left_out.node_id] = left_out
@@ -260,8 +264,8 @@ class AttachmentManager:
 
     def apply_va_event(self, kind: VaEventKind, record: VolumeAttachmentFact) -> None:
         """Follow a VolumeAttachment watch: ADDED/MODIFIED -> make sure the node holds the volume (unconfirmed
-        while the VolumeAttachment is not attached); DELETED -> detach (not an attachment younger than the grace
-        period: see ``decide_va_deleted``)."""
+        while the VolumeAttachment is not attached); DELETED -> detach (not an attachment a publish made inside the
+        grace period: see ``decide_va_deleted``)."""
         if kind not in _VA_EVENT_KINDS:
             raise ValueError(f"unknown VolumeAttachment event kind {kind!r}")
         volume_id = record.volume_id
@@ -274,7 +278,13 @@ class AttachmentManager:
             entry, events = self._settle(volume_id, now)
             decision: Decision
             if kind == "DELETED":
-                decision = decide_va_deleted(entry, record.node_id, now, self._grace)
+                decision = decide_va_deleted(
+                    entry,
+                    record.node_id,
+                    now,
+                    self._grace,
+                    published_here=(volume_id, record.node_id) in self._published_here,
+                )
                 # Nothing more can arrive about a deleted VolumeAttachment: stop remembering its unpublish.
                 self._unpublished_at.pop((volume_id, record.node_id), None)
             elif record.created_at <= self._unpublished_at.get((volume_id, record.node_id), -math.inf):
@@ -396,8 +406,10 @@ class AttachmentManager:
                 if isinstance(decision, Admit | ClearStaleThenAdmit):
                     self._readonly[volume_id, node_id] = request.readonly
                     self._unconfirmed.discard((volume_id, node_id))
+                    self._published_here.add((volume_id, node_id))
                 elif isinstance(decision, AlreadyPublished):
                     self._readonly.setdefault((volume_id, node_id), request.readonly)
+                    self._published_here.add((volume_id, node_id))
             self._post(volume_id, events)
             if isinstance(decision, NeedFacts):
                 facts, facts_for = self._fetch(volume_id, decision), entry
@@ -592,6 +604,7 @@ class AttachmentManager:
             if held.node_id not in kept:
                 self._readonly.pop((volume_id, held.node_id), None)
                 self._unconfirmed.discard((volume_id, held.node_id))
+                self._published_here.discard((volume_id, held.node_id))
         with self._gauge_lock:
             if new is not None and _migration_live(new):
                 self._migrating.add(volume_id)

@@ -515,6 +515,12 @@ def test_va_deleted_rule_table(entry: VolumeEntry | None, expected: type) -> Non
     assert type(decide_va_deleted(entry, "a", NOW, GRACE)) is expected
 
 
+def test_va_deleted_ends_a_fresh_hold_no_publish_made() -> None:
+    """A hold from the rebuild or the watch belongs to the deleted object itself: the grace period does not apply."""
+    assert type(decide_va_deleted(single("a", at=NOW - 1), "a", NOW, GRACE, published_here=False)) is Detach
+    assert type(decide_va_deleted(single("x", at=NOW - 1), "a", NOW, GRACE, published_here=False)) is Nothing
+
+
 # ---- decide_observed_attach and rebuild -------------------------------------------------------------------------
 
 

@@ -662,6 +662,29 @@ def test_va_event_deleted_detaches_an_old_attachment_but_not_a_fresh_one(h: Harn
     assert h.value("attachment_detach_total") == 1
 
 
+def test_va_event_deleted_releases_a_fresh_hold_from_the_rebuild(h: Harness) -> None:
+    """Found by the crash matrix: after a restart, a VolumeAttachment deleted seconds after the rebuild kept its
+    volume held for the whole grace period (DeleteVolume refused until the next reconcile)."""
+    h.manager.rebuild([fact("a", T0)])
+    h.clock.advance(1)
+    h.manager.apply_va_event("DELETED", fact("a", T0))
+    assert h.nodes() == []
+
+
+def test_va_event_deleted_releases_a_fresh_hold_from_the_watch(h: Harness) -> None:
+    h.manager.apply_va_event("ADDED", fact("a", T0))
+    h.clock.advance(1)
+    h.manager.apply_va_event("DELETED", fact("a", T0))
+    assert h.nodes() == []
+
+
+def test_va_event_deleted_keeps_a_fresh_hold_a_publish_confirmed_after_the_watch_saw_it(h: Harness) -> None:
+    h.manager.apply_va_event("ADDED", fact("a", T0, attached=False))
+    h.publish("a")  # the attacher's call: from now on the hold may belong to a newer object of the same name
+    h.manager.apply_va_event("DELETED", fact("a", T0 - 60))
+    assert h.nodes() == ["a"]
+
+
 def test_va_event_unknown_kind_is_a_value_error(h: Harness) -> None:
     with pytest.raises(ValueError, match="BOOKMARK"):
         h.manager.apply_va_event("BOOKMARK", fact("a", T0))  # type: ignore[arg-type]
