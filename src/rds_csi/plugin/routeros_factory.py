@@ -8,6 +8,7 @@ import logging
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -19,7 +20,9 @@ from rds_csi.routeros.client import RouterOSClient
 from rds_csi.routeros.rest import RestSettings, RestTransport
 from rds_csi.routeros.ssh import SshPool, SshSettings, SshTransport
 from rds_csi.routeros.transport import Transport
-from rds_csi.simulator import FaultPlan, Simulator, SimulatorConfig
+
+if TYPE_CHECKING:
+    from rds_csi.simulator import Simulator
 
 _log = logging.getLogger(__name__)
 
@@ -96,6 +99,9 @@ class RouterOSBackend:
             self._temp_dir = state_dir = Path(tempfile.mkdtemp(prefix="rds-csi-sim-"))
         state_dir.mkdir(parents=True, exist_ok=True)
         key_file, public_file = ensure_client_key(state_dir)
+        # Imported here: a plugin driving a real RDS never loads the simulator's SSH and REST servers.
+        from rds_csi.simulator import FaultPlan, Simulator, SimulatorConfig  # noqa: PLC0415
+
         simulator = Simulator(
             SimulatorConfig(
                 state_dir=state_dir,
