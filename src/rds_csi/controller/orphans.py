@@ -8,12 +8,12 @@ A pass that cannot list PVs does nothing: an unknown answer is never taken for "
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import UTC, datetime
 
 from rds_csi.attach import AttachmentManager
 from rds_csi.core import errors
 from rds_csi.core.clock import Clock
+from rds_csi.core.loop import PeriodicThread
 from rds_csi.core.settings import OrphanMode
 from rds_csi.kube import ClaimRef, KubeApi
 from rds_csi.kube.api import EventSpec
@@ -54,8 +54,7 @@ class OrphanReconciler:
         self._interval = interval
         self._first_seen: dict[str, float] = {}
         self._reported: set[str] = set()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = PeriodicThread("orphan-reconciler", self._pass, on_failure=self._failed, first_delay=interval)
 
     def scan_once(self) -> OrphanScan | None:
         """One pass. Returns None when the PVs or the RDS could not be listed (nothing is decided then)."""
@@ -126,17 +125,16 @@ class OrphanReconciler:
     # ---- thread -------------------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="orphan-reconciler", daemon=True)
-        self._thread.start()
+        """The first pass runs one interval after the start (the controller's own start-up comes first)."""
+        self._loop.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+    def stop(self, timeout: float = 10.0) -> bool:
+        return self._loop.stop(timeout)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self.scan_once()
-            except Exception as exc:  # the loop must outlive any one bad pass
-                log_event(_log, "orphans.scan_failed", logging.ERROR, error=repr(exc))
+    def _pass(self) -> float:
+        self.scan_once()
+        return self._interval
+
+    def _failed(self, failure: Exception) -> float:
+        log_event(_log, "orphans.scan_failed", logging.ERROR, error=repr(failure))
+        return self._interval

@@ -22,7 +22,6 @@ fixed depths are listed: nothing below a staging directory (a volume's own files
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from pathlib import Path
 from rds_csi import mount
 from rds_csi.core import errors
 from rds_csi.core.clock import Clock
+from rds_csi.core.loop import PeriodicThread
 from rds_csi.mount import HostPaths
 from rds_csi.node.connector import Connector
 from rds_csi.node.records import RECORD_SUFFIX, StagedRecord, read_record
@@ -221,32 +221,27 @@ class RecoveryLoop:
     def __init__(self, recovery: Recovery, interval: float) -> None:
         self._recovery = recovery
         self._interval = interval
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rds-csi-node-recovery", daemon=True)
+        self._loop = PeriodicThread("rds-csi-node-recovery", self._pass, on_failure=self._failed)
 
     def start(self) -> None:
-        self._thread.start()
+        self._loop.start()
 
     def stop(self, timeout: float = 10.0) -> bool:
-        self._stopping.set()
-        if self._thread.ident is None:
-            return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        return self._loop.stop(timeout)
 
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                report = self._recovery.run_once()
-            except Exception as failure:  # a pass that fails must not end recovery for good
-                log_event(_log, "node.recovery_failed", logging.WARNING, error=str(failure) or type(failure).__name__)
-            else:
-                if report.stale or report.disconnected:
-                    log_event(
-                        _log,
-                        "node.recovery",
-                        stale=",".join(report.stale) or "-",
-                        remounted=",".join(report.remounted) or "-",
-                        disconnected=",".join(report.disconnected) or "-",
-                    )
-            self._stopping.wait(self._interval)
+    def _pass(self) -> float:
+        report = self._recovery.run_once()
+        if report.stale or report.disconnected:
+            log_event(
+                _log,
+                "node.recovery",
+                stale=",".join(report.stale) or "-",
+                remounted=",".join(report.remounted) or "-",
+                disconnected=",".join(report.disconnected) or "-",
+            )
+        return self._interval
+
+    def _failed(self, failure: Exception) -> float:
+        # A pass that fails must not end recovery for good.
+        log_event(_log, "node.recovery_failed", logging.WARNING, error=str(failure) or type(failure).__name__)
+        return self._interval

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from rds_csi.core.loop import PeriodicThread
 from rds_csi.observability.logging import log_event
 
 _log = logging.getLogger(__name__)
@@ -61,8 +62,8 @@ class HostNqnReporter:
         self._node_id = node_id
         self._host_nqn = host_nqn
         self._schedule = schedule or ReportSchedule()
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rds-csi-host-nqn-report", daemon=True)
+        self._loop = PeriodicThread("rds-csi-host-nqn-report", self._pass, on_failure=self._failed)
+        self._failures = 0  # consecutive failed checks, for the backoff (touched only by the loop's thread)
         self._lock = threading.Lock()
         self._writes = 0
         self.reported = threading.Event()  # set once the annotation was seen (or made) correct; stays set
@@ -92,37 +93,30 @@ class HostNqnReporter:
         return True
 
     def start(self) -> None:
-        self._thread.start()
+        self._loop.start()
 
     def stop(self, timeout: float = 5.0) -> bool:
         """End the thread (a check in flight is bounded by the API request timeout); False if it is still alive."""
-        self._stopping.set()
-        if self._thread.ident is None:
-            return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        return self._loop.stop(timeout)
 
-    def _run(self) -> None:
-        failures = 0
-        while not self._stopping.is_set():
-            try:
-                self.ensure()
-            except Exception as error:
-                # Any failure, even one we do not understand, is retried: a dead reporter would leave fenced
-                # volumes unpublishable to this node with nothing in the logs after the first line.
-                failures += 1
-                delay = self._schedule.retry_delay(failures)
-                log_event(
-                    _log,
-                    "node.host_nqn_report_failed",
-                    logging.WARNING,
-                    node_id=self._node_id,
-                    error=str(error) or type(error).__name__,
-                    attempt=failures,
-                    retry_in_s=delay,
-                )
-            else:
-                failures = 0
-                self.reported.set()
-                delay = self._schedule.recheck_interval
-            self._stopping.wait(delay)
+    def _pass(self) -> float:
+        self.ensure()
+        self._failures = 0
+        self.reported.set()
+        return self._schedule.recheck_interval
+
+    def _failed(self, error: Exception) -> float:
+        # Any failure, even one we do not understand, is retried: a dead reporter would leave fenced volumes
+        # unpublishable to this node with nothing in the logs after the first line.
+        self._failures += 1
+        delay = self._schedule.retry_delay(self._failures)
+        log_event(
+            _log,
+            "node.host_nqn_report_failed",
+            logging.WARNING,
+            node_id=self._node_id,
+            error=str(error) or type(error).__name__,
+            attempt=self._failures,
+            retry_in_s=delay,
+        )
+        return delay
