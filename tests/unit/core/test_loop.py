@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from rds_csi.core.loop import PeriodicThread
 
 HOUR = 3600.0
@@ -32,26 +34,17 @@ class Passes:
         return HOUR
 
 
-def test_the_first_pass_runs_at_start_and_a_trigger_runs_another() -> None:
-    passes = Passes()
+@pytest.mark.parametrize("failing", [0, 1], ids=["passes", "first pass raises"])
+def test_the_first_pass_runs_at_start_a_trigger_runs_another_and_a_failure_goes_to_on_failure(failing: int) -> None:
+    passes = Passes(failing=failing)
     loop = PeriodicThread("test-loop", passes.run, on_failure=passes.failed)
     loop.start()
     assert passes.started[0].wait(30)
     loop.trigger()
-    assert passes.started[1].wait(30)
+    assert passes.started[1].wait(30)  # the loop carried on after a pass that raised
     assert loop.stop(30)
     assert passes.count == 2
-
-
-def test_a_pass_that_raises_goes_to_on_failure_and_the_loop_carries_on() -> None:
-    passes = Passes(failing=1)
-    loop = PeriodicThread("test-loop", passes.run, on_failure=passes.failed)
-    loop.start()
-    assert passes.started[0].wait(30)
-    loop.trigger()
-    assert passes.started[1].wait(30)
-    assert loop.stop(30)
-    assert [str(failure) for failure in passes.failures] == ["pass 1 failed"]
+    assert [str(failure) for failure in passes.failures] == ["pass 1 failed"] * failing
 
 
 def test_triggers_during_a_pass_coalesce_into_one_more_pass() -> None:
