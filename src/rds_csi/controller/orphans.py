@@ -8,15 +8,14 @@ A pass that cannot list PVs does nothing: an unknown answer is never taken for "
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from typing import Protocol
 
 from rds_csi.attach import AttachmentManager
 from rds_csi.core import errors
 from rds_csi.core.clock import Clock
 from rds_csi.core.loop import PeriodicThread
 from rds_csi.core.settings import OrphanMode
-from rds_csi.kube import ClaimRef, KubeApi
-from rds_csi.kube.api import EventSpec
+from rds_csi.kube import KubeApi
 from rds_csi.observability.logging import log_event
 from rds_csi.observability.metrics import Metrics
 from rds_csi.routeros.names import parse_router_path
@@ -26,7 +25,10 @@ from rds_csi.routeros.volumes import VolumeBackend
 _log = logging.getLogger(__name__)
 
 
-EVENT_NAMESPACE = "default"  # where events about cluster-scoped objects (the CSIDriver) are stored
+class DriverEvents(Protocol):
+    """Posts an event on the driver's CSIDriver object; expected to enqueue and return (``kube.EventRecorder``)."""
+
+    def post_on_driver(self, subject: str, reason: str, message: str, *, warning: bool = False) -> None: ...
 
 
 class OrphanReconciler:
@@ -38,6 +40,7 @@ class OrphanReconciler:
         metrics: Metrics,
         clock: Clock,
         *,
+        events: DriverEvents,
         driver_name: str,
         mode: OrphanMode,
         grace_seconds: float,
@@ -46,6 +49,7 @@ class OrphanReconciler:
         self._volumes = volumes
         self._kube = kube
         self._attachments = attachments
+        self._events = events
         self._metrics = metrics
         self._clock = clock
         self._driver = driver_name
@@ -104,23 +108,7 @@ class OrphanReconciler:
 
     def _report(self, candidate: OrphanCandidate, reason: str, message: str) -> None:
         log_event(_log, "orphans." + reason, logging.WARNING, volume_id=candidate.volume_id, message=message)
-        spec = EventSpec(
-            claim=ClaimRef(EVENT_NAMESPACE, self._driver),
-            reason=reason,
-            message=message,
-            warning=True,
-            component="rds-csi-controller",
-            timestamp=datetime.now(UTC),
-            kind="CSIDriver",
-            api_version="storage.k8s.io/v1",
-            cluster_scoped=True,
-        )
-        try:
-            self._kube.create_event(spec)
-            self._metrics.events_posted.labels(reason, "posted").inc()
-        except errors.RdsCsiError as exc:
-            self._metrics.events_posted.labels(reason, "failed").inc()
-            log_event(_log, "orphans.event_failed", logging.WARNING, error=exc.message)
+        self._events.post_on_driver(candidate.volume_id, reason, message, warning=True)
 
     # ---- thread -------------------------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Kubernetes events on PVCs, posted best effort from a background worker.
+"""Kubernetes events on PVCs (and on the driver's CSIDriver object), posted best effort from a background worker.
 
 ``post()`` only enqueues, so a slow or hung API server never delays a CSI operation: a full queue drops the
 event and counts it. The worker finds the PVC through the PV's claimRef (cached for a while) or through a claim
@@ -24,6 +24,7 @@ from rds_csi.observability.metrics import Metrics
 _log = logging.getLogger(__name__)
 
 COMPONENT = "rds-csi-controller"
+DRIVER_EVENT_NAMESPACE = "default"  # where events about the cluster-scoped CSIDriver object are stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,7 @@ class _Pending:
     message: str
     warning: bool
     timestamp: datetime
+    on_driver: bool = False  # about the CSIDriver object, not a volume's PVC (volume_id is then only for logs)
 
 
 _STOP = object()
@@ -72,7 +74,9 @@ class EventRecorder:
 
     def post(self, volume_id: str, reason: str, message: str, *, warning: bool = False) -> None:
         """Queue an event on the PVC of ``volume_id``; never blocks, never raises."""
-        pending = _Pending(volume_id, reason, message, warning, datetime.now(UTC))
+        self._enqueue(_Pending(volume_id, reason, message, warning, datetime.now(UTC)))
+
+    def _enqueue(self, pending: _Pending) -> None:
         if self._stopping.is_set():
             self._drop(pending, "stopped")
             return
@@ -82,6 +86,11 @@ class EventRecorder:
             self._drop(pending, "queue_full")
         else:
             self._dropping = False
+
+    def post_on_driver(self, subject: str, reason: str, message: str, *, warning: bool = False) -> None:
+        """Queue an event on the driver's CSIDriver object, for what no PVC owns (``subject``, e.g. an orphaned
+        volume's id, goes to the logs); never blocks, never raises."""
+        self._enqueue(_Pending(subject, reason, message, warning, datetime.now(UTC), on_driver=True))
 
     def remember_claim(self, volume_id: str, namespace: str, name: str) -> None:
         """The PVC of a volume as the provisioner named it (extra create metadata); wins over the PV lookup."""
@@ -139,18 +148,7 @@ class EventRecorder:
     def _deliver(self, pending: _Pending) -> None:
         result = "failed"
         try:
-            claim = self._claim_of(pending.volume_id)
-            self._api.create_event(
-                EventSpec(
-                    claim=claim,
-                    reason=pending.reason,
-                    message=pending.message,
-                    warning=pending.warning,
-                    component=COMPONENT,
-                    timestamp=pending.timestamp,
-                ),
-                timeout=self._post_timeout,
-            )
+            self._api.create_event(self._spec(pending), timeout=self._post_timeout)
             result = "posted"
         except RdsCsiError as error:
             log_event(
@@ -166,6 +164,28 @@ class EventRecorder:
             _log.exception("kube.event.failed volume_id=%s reason=%s", pending.volume_id, pending.reason)
         if self._metrics is not None:
             self._metrics.events_posted.labels(reason=pending.reason, result=result).inc()
+
+    def _spec(self, pending: _Pending) -> EventSpec:
+        if pending.on_driver:
+            return EventSpec(
+                claim=ClaimRef(DRIVER_EVENT_NAMESPACE, self._driver_name),
+                reason=pending.reason,
+                message=pending.message,
+                warning=pending.warning,
+                component=COMPONENT,
+                timestamp=pending.timestamp,
+                kind="CSIDriver",
+                api_version="storage.k8s.io/v1",
+                cluster_scoped=True,
+            )
+        return EventSpec(
+            claim=self._claim_of(pending.volume_id),
+            reason=pending.reason,
+            message=pending.message,
+            warning=pending.warning,
+            component=COMPONENT,
+            timestamp=pending.timestamp,
+        )
 
     def _claim_of(self, volume_id: str) -> ClaimRef:
         now = self._clock.now()

@@ -143,12 +143,13 @@ class ControllerParts:
                 self.attachments,
                 metrics,
                 clock,
+                events=self.events,
                 driver_name=config.driver_name,
                 mode=config.attach.orphan_mode,
                 grace_seconds=config.attach.orphan_grace,
                 interval=config.attach.orphan_interval,
             )
-            if self.kube is not None and config.attach.orphan_mode is not OrphanMode.OFF
+            if self.kube is not None and self.events is not None and config.attach.orphan_mode is not OrphanMode.OFF
             else None
         )
         self.servicer = ControllerServicer(

@@ -12,7 +12,7 @@ from rds_csi.controller.orphans import OrphanReconciler
 from rds_csi.core.clock import ManualClock
 from rds_csi.core.settings import OrphanMode
 from rds_csi.csi.proto import csi_pb2
-from rds_csi.kube import KubeApi, KubeSettings
+from rds_csi.kube import EventRecorder, KubeApi, KubeSettings
 from rds_csi.observability.metrics import Metrics
 from rds_csi.routeros.names import parse_router_path
 from tests.kube_emulator import KubeEmulator
@@ -30,6 +30,7 @@ class Setup:
         self.api = KubeApi(KubeSettings(base_url=self.kube.url, request_timeout=2.0))
         self.clock = ManualClock()  # read only by scan_once on the test thread: advancing it races no thread
         self.metrics = Metrics()
+        self.events = EventRecorder(self.api, DEFAULT_DRIVER_NAME, self.metrics)
 
     def reconciler(self, mode: OrphanMode) -> OrphanReconciler:
         assert self.ctl.plugin.controller is not None
@@ -40,6 +41,7 @@ class Setup:
             parts.attachments,
             self.metrics,
             self.clock,
+            events=self.events,
             driver_name=DEFAULT_DRIVER_NAME,
             mode=mode,
             grace_seconds=GRACE,
@@ -60,6 +62,7 @@ class Setup:
         return {d.slot for d in self.ctl.plugin.routeros.client.list_disks("")}
 
     def stop(self) -> None:
+        self.events.stop()
         self.api.close()
         self.ctl.stop()
         self.kube.stop()
@@ -95,6 +98,7 @@ def test_dry_run_reports_ripe_orphans_once_and_touches_nothing(setup: Setup) -> 
     assert ripe is not None
     assert {(c.volume_id, c.kind) for c in ripe.ripe} == {("pvc-orphan", "volume"), ("pvc-bare", "file")}
     reconciler.scan_once()  # reported once, not on every pass
+    setup.events.stop(timeout=30)  # posts what is queued, then returns
     events = [e for e in setup.kube.events() if e["reason"] == "OrphanVolumeFound"]
     assert len(events) == 2
     assert events[0]["involvedObject"]["kind"] == "CSIDriver"
