@@ -536,7 +536,7 @@ def decide_unpublish(entry: VolumeEntry | None, node_id: str, now: float) -> Det
 
 
 def decide_va_deleted(
-    entry: VolumeEntry | None, node_id: str, now: float, grace_seconds: float, *, published_here: bool = True
+    entry: VolumeEntry | None, node_id: str, now: float, grace_seconds: float, *, published_here: bool
 ) -> Detach | Nothing:
     """A VolumeAttachment was deleted: detach, unless a publish made the attachment inside the grace period.
 

@@ -32,7 +32,6 @@ class Reconciler:
             raise ValueError(f"reconcile interval must be a positive number of seconds, got {interval!r}")
         self._target = target
         self._interval = float(interval)
-        self._name = name
         self._loop = PeriodicThread(name, self._pass, on_failure=self._failed)
         self._state = threading.Lock()
         self._passes = 0

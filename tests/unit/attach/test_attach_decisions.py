@@ -512,7 +512,7 @@ def test_stale_unknown_volume_is_nothing() -> None:
     ],
 )
 def test_va_deleted_rule_table(entry: VolumeEntry | None, expected: type) -> None:
-    assert type(decide_va_deleted(entry, "a", NOW, GRACE)) is expected
+    assert type(decide_va_deleted(entry, "a", NOW, GRACE, published_here=True)) is expected
 
 
 def test_va_deleted_ends_a_fresh_hold_no_publish_made() -> None:
